@@ -1,0 +1,147 @@
+// The four passes of the Brownian-bridge sampling (DESIGN.md 4.2, 4.3), generic over
+// a geometry that enumerates the pieces of a target pixel. cupy_core/bridge.py holds
+// the NumPy twin of each pass. Geometry is recomputed in every pass instead of storing
+// partition records, so memory stays at S_k and T_k[C] per source.
+//
+// Per-source sums are accumulated in 64-bit fixed point: integer atomics are
+// associative, so a seed gives the same bits whatever the thread order.
+#pragma once
+#include "philox.cuh"
+
+#define S_SCALE 4294967296.0       // 2^32: areas, up to 2^31 per source
+#define T_SCALE 1099511627776.0    // 2^40: piece sums, |T| < 2^23
+#define GATHER_CHUNK 16            // channels accumulated per geometry pass in gather
+
+struct BridgeKey {
+    unsigned int k0, k1, frame;
+    int channels;
+    int normalise_all;   // 1: a = w / S (particle); 0: a = w / max(S, 1) (grid)
+};
+
+__device__ __forceinline__ unsigned long long to_fixed(double v, double scale) {
+    return (unsigned long long)__double2ll_rn(v * scale);
+}
+
+__device__ __forceinline__ double from_fixed(unsigned long long v, double scale) {
+    return (double)(long long)v / scale;
+}
+
+__device__ __forceinline__ double area_divisor(double S, int normalise_all) {
+    return normalise_all ? (S > 0.0 ? S : 1.0) : fmax(S, 1.0);
+}
+
+// Pass 1: S_k = sum of raw weights requested from source k.
+template <class Geom>
+__device__ void bridge_sum_weights(const Geom& g, long long p, unsigned long long* S_fx) {
+    g.for_each_piece(p, [&](long long k, double w) {
+        atomicAdd(S_fx + k, to_fixed(w, S_SCALE));
+    });
+}
+
+// Pass 2: T_k[c] = sum of the piece draws Z_i = sqrt(a_i) N(0, 1).
+template <class Geom>
+__device__ void bridge_sum_pieces(const Geom& g, long long p, const unsigned long long* S_fx,
+                                  unsigned long long* T_fx, BridgeKey key) {
+    const int C = key.channels;
+    g.for_each_piece(p, [&](long long k, double w) {
+        double a = w / area_divisor(from_fixed(S_fx[k], S_SCALE), key.normalise_all);
+        double sa = sqrt(a);
+        for (int c0 = 0; c0 < C; c0 += 4) {
+            double z[4];
+            normals4((unsigned int)p, (unsigned int)k, STREAM_PIECE, (unsigned int)(c0 >> 2),
+                     key.frame, key.k0, key.k1, z);
+            for (int c = c0; c < C && c < c0 + 4; ++c)
+                atomicAdd(T_fx + k * C + c, to_fixed(sa * z[c - c0], T_SCALE));
+        }
+    });
+}
+
+// Pass 3 (per source): D_k = X_k - T_k - Z_r, written in place over T_fx as doubles.
+__device__ void bridge_remainder(long long k, const float* prior, const unsigned long long* S_fx,
+                                 unsigned long long* T_fx, BridgeKey key) {
+    double S = from_fixed(S_fx[k], S_SCALE);
+    if (!(S > 0.0)) return;
+    const int C = key.channels;
+    double rest = key.normalise_all ? 0.0 : fmax(1.0 - S / fmax(S, 1.0), 0.0);
+    double sr = sqrt(rest);
+    double* D = (double*)T_fx;
+    for (int c0 = 0; c0 < C; c0 += 4) {
+        double z[4];
+        normals4((unsigned int)k, 0xFFFFFFFFu, STREAM_REMAINDER, (unsigned int)(c0 >> 2),
+                 key.frame, key.k0, key.k1, z);
+        for (int c = c0; c < C && c < c0 + 4; ++c) {
+            double T = from_fixed(T_fx[k * C + c], T_SCALE);
+            D[k * C + c] = (double)prior[k * C + c] - (T + sr * z[c - c0]);
+        }
+    }
+}
+
+// Pass 4 (per target): Y_p = sum_i (Z_i + a_i D_k) / sqrt(A_p), fresh noise if A_p = 0.
+template <class Geom>
+__device__ void bridge_gather(const Geom& g, long long p, const unsigned long long* S_fx,
+                              const double* D, float* out, BridgeKey key) {
+    const int C = key.channels;
+    for (int cb = 0; cb < C; cb += GATHER_CHUNK) {
+        const int ce = (cb + GATHER_CHUNK < C) ? cb + GATHER_CHUNK : C;
+        double acc[GATHER_CHUNK];
+        for (int c = 0; c < GATHER_CHUNK; ++c) acc[c] = 0.0;
+        double A = 0.0;
+        g.for_each_piece(p, [&](long long k, double w) {
+            double a = w / area_divisor(from_fixed(S_fx[k], S_SCALE), key.normalise_all);
+            double sa = sqrt(a);
+            for (int c0 = cb; c0 < ce; c0 += 4) {
+                double z[4];
+                normals4((unsigned int)p, (unsigned int)k, STREAM_PIECE, (unsigned int)(c0 >> 2),
+                         key.frame, key.k0, key.k1, z);
+                for (int c = c0; c < ce && c < c0 + 4; ++c)
+                    acc[c - cb] += sa * z[c - c0] + a * D[k * C + c];
+            }
+            A += a;
+        });
+        if (A > 0.0) {
+            double inv = 1.0 / sqrt(A);
+            for (int c = cb; c < ce; ++c) out[p * C + c] = (float)(acc[c - cb] * inv);
+        } else {
+            for (int c0 = cb; c0 < ce; c0 += 4) {
+                double z[4];
+                normals4((unsigned int)p, 0u, STREAM_FRESH, (unsigned int)(c0 >> 2),
+                         key.frame, key.k0, key.k1, z);
+                for (int c = c0; c < ce && c < c0 + 4; ++c) out[p * C + c] = (float)z[c - c0];
+            }
+        }
+    }
+}
+
+// The five extern "C" kernels of one geometry. GEOM_ARGS / GEOM_INIT: the geometry's
+// kernel parameters and how to build the Geom from them.
+#define BRIDGE_KERNELS(PREFIX, GEOM, GEOM_ARGS, GEOM_INIT)                                   \
+extern "C" __global__ void PREFIX##_sum_weights(GEOM_ARGS, long long n,                     \
+                                                 unsigned long long* S_fx) {                 \
+    long long p = (long long)blockIdx.x * blockDim.x + threadIdx.x;                         \
+    if (p >= n) return;                                                                      \
+    GEOM g = GEOM_INIT;                                                                      \
+    bridge_sum_weights(g, p, S_fx);                                                          \
+}                                                                                            \
+extern "C" __global__ void PREFIX##_sum_pieces(GEOM_ARGS, long long n,                      \
+                                                const unsigned long long* S_fx,              \
+                                                unsigned long long* T_fx, BridgeKey key) {   \
+    long long p = (long long)blockIdx.x * blockDim.x + threadIdx.x;                         \
+    if (p >= n) return;                                                                      \
+    GEOM g = GEOM_INIT;                                                                      \
+    bridge_sum_pieces(g, p, S_fx, T_fx, key);                                                \
+}                                                                                            \
+extern "C" __global__ void PREFIX##_remainder(long long n_source, const float* prior,       \
+                                               const unsigned long long* S_fx,               \
+                                               unsigned long long* T_fx, BridgeKey key) {    \
+    long long k = (long long)blockIdx.x * blockDim.x + threadIdx.x;                         \
+    if (k >= n_source) return;                                                               \
+    bridge_remainder(k, prior, S_fx, T_fx, key);                                             \
+}                                                                                            \
+extern "C" __global__ void PREFIX##_gather(GEOM_ARGS, long long n,                          \
+                                            const unsigned long long* S_fx, const double* D, \
+                                            float* out, BridgeKey key) {                     \
+    long long p = (long long)blockIdx.x * blockDim.x + threadIdx.x;                         \
+    if (p >= n) return;                                                                      \
+    GEOM g = GEOM_INIT;                                                                      \
+    bridge_gather(g, p, S_fx, D, out, key);                                                  \
+}

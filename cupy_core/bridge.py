@@ -1,0 +1,106 @@
+"""Sampling the pieces (DESIGN.md 4.2, 4.3): the NumPy path of the four bridge passes.
+
+Each function mirrors one kernel pass of ``bridge.cuh``:
+
+1. ``sum_weights``   S_k = sum of the raw weights requested from source k
+2. ``sum_pieces``    T_k = sum of the piece draws Z_i ~ N(0, a_i) of source k
+3. ``remainders``    D_k = X_k - (T_k + Z_r), Z_r ~ N(0, r_k) for the unclaimed rest
+4. ``gather``        Y_p = sum_i (Z_i + a_i D_k) / sqrt(A_p), or fresh noise if A_p = 0
+
+with ``a_i = w_i / S_k`` when every source is normalised (particle variant) and
+``a_i = w_i / max(S_k, 1)`` otherwise (grid variant: only an over-committed source is
+rescaled). Draws are addressed by (target, source), so the order of work is irrelevant.
+"""
+import numpy as np
+
+from . import rng
+
+
+def divisor(S, normalise_all):
+    """What each source's raw weights are divided by."""
+    return np.where(S > 0, S, 1.0) if normalise_all else np.maximum(S, 1.0)
+
+
+def sum_weights(source, weight, n_source):
+    return np.bincount(source, weight, minlength=n_source)
+
+
+def scaled_areas(source, weight, S, normalise_all):
+    return weight / divisor(S, normalise_all)[source]
+
+
+def piece_draws(target, source, area, channels, seed, frame):
+    """Z_i ~ N(0, a_i), one per piece and channel: ``(n_pieces, C)``."""
+    z = rng.normals(target, source, rng.STREAM_PIECE, channels, frame, seed)
+    z *= np.sqrt(area)[:, None]
+    return z
+
+
+def sum_pieces(source, Z, n_source):
+    return np.stack([np.bincount(source, Z[:, c], minlength=n_source)
+                     for c in range(Z.shape[1])], axis=1)
+
+
+def remainders(prior, T, S, normalise_all, seed, frame):
+    """D_k = X_k - T_k - Z_r for every source with a piece (0 elsewhere)."""
+    channels = prior.shape[1]
+    used = S > 0
+    D = np.zeros_like(T)
+    if normalise_all:
+        rest = np.zeros(S.shape)
+    else:
+        rest = np.maximum(1.0 - S / np.maximum(S, 1.0), 0.0)
+    k = np.nonzero(used)[0]
+    zr = rng.normals(k, 0xFFFFFFFF, rng.STREAM_REMAINDER, channels, frame, seed)
+    D[k] = prior[k] - (T[k] + np.sqrt(rest[k])[:, None] * zr)
+    return D
+
+
+def gather(target, source, area, Z, D, n_target, channels, seed, frame):
+    pieces = Z + area[:, None] * D[source]
+    A = np.bincount(target, area, minlength=n_target)
+    total = np.stack([np.bincount(target, pieces[:, c], minlength=n_target)
+                      for c in range(channels)], axis=1)
+    out = np.empty((n_target, channels), np.float64)
+    has = A > 0
+    out[has] = total[has] / np.sqrt(A[has])[:, None]
+    fresh = np.nonzero(~has)[0]
+    if fresh.size:
+        out[fresh] = rng.normals(fresh, 0, rng.STREAM_FRESH, channels, frame, seed)
+    return out
+
+
+def bridge_numpy(prior, target, source, weight, n_target, normalise_all, seed, frame):
+    """The whole bridge on the CPU. ``prior``: ``(n_source, C)`` float64."""
+    n_source, channels = prior.shape
+    S = sum_weights(source, weight, n_source)
+    a = scaled_areas(source, weight, S, normalise_all)
+    Z = piece_draws(target, source, a, channels, seed, frame)
+    T = sum_pieces(source, Z, n_source)
+    D = remainders(prior, T, S, normalise_all, seed, frame)
+    return gather(target, source, a, Z, D, n_target, channels, seed, frame)
+
+
+def bridge_cupy(cu_file, prefix, geom_args, prior, n_target, normalise_all, seed, frame):
+    """The same four passes on the GPU, launching ``PREFIX_*`` kernels of ``cu_file``.
+
+    ``geom_args``: the geometry's leading kernel arguments (GEOM_ARGS in the .cu file);
+    ``prior``: CuPy ``(n_source, C)`` float32. Returns CuPy ``(n_target, C)`` float32.
+    """
+    import cupy
+    from ._cuda import launch, i64
+
+    n_source, channels = prior.shape
+    k0, k1 = rng.seed_key(seed)
+    key = np.array([(k0, k1, rng.frame_word(frame), channels, int(normalise_all))],
+                   dtype=np.dtype([("k0", "<u4"), ("k1", "<u4"), ("frame", "<u4"),
+                                   ("channels", "<i4"), ("normalise_all", "<i4")]))
+    S = cupy.zeros(n_source, dtype=cupy.uint64)
+    T = cupy.zeros((n_source, channels), dtype=cupy.uint64)  # becomes D in place
+    out = cupy.empty((n_target, channels), dtype=cupy.float32)
+    n = i64(n_target)
+    launch(cu_file, f"{prefix}_sum_weights", n_target, geom_args + (n, S))
+    launch(cu_file, f"{prefix}_sum_pieces", n_target, geom_args + (n, S, T, key[0]))
+    launch(cu_file, f"{prefix}_remainder", n_source, (i64(n_source), prior, S, T, key[0]))
+    launch(cu_file, f"{prefix}_gather", n_target, geom_args + (n, S, T, out, key[0]))
+    return out

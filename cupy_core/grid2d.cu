@@ -1,0 +1,103 @@
+// Grid-based partition in 2-D: exact areas of warped pixel quads in source cells.
+// grid2d.py is the readable NumPy reference: same formulas, same order of operations
+// (compiled with --fmad=false so that the two agree to the last bits).
+#include "bridge.cuh"
+
+__device__ __forceinline__ double orient2(double ax, double ay, double bx, double by,
+                                          double cx, double cy) {
+    return (bx - ax) * (cy - ay) - (by - ay) * (cx - ax);
+}
+
+__device__ __forceinline__ bool crosses(double px, double py, double qx, double qy,
+                                        double rx, double ry, double sx, double sy) {
+    double d1 = orient2(px, py, qx, qy, rx, ry);
+    double d2 = orient2(px, py, qx, qy, sx, sy);
+    double d3 = orient2(rx, ry, sx, sy, px, py);
+    double d4 = orient2(rx, ry, sx, sy, qx, qy);
+    return (d1 * d2 < 0.0) && (d3 * d4 < 0.0);
+}
+
+__device__ __forceinline__ double clampd(double v, double lo, double hi) {
+    return fmin(fmax(v, lo), hi);
+}
+
+// Integral over edge A->B of 1[x in [x0, x0+1]] * (clamp(y, y0, y0+1) - y0) dx.
+__device__ __forceinline__ double edge_term(double xa, double ya, double xb, double yb,
+                                            double x0, double y0) {
+    double dx = xb - xa, dy = yb - ya;
+    if (dx == 0.0) return 0.0;
+    double ta = (x0 - xa) / dx, tb = (x0 + 1.0 - xa) / dx;
+    double lo = clampd(fmin(ta, tb), 0.0, 1.0);
+    double hi = clampd(fmax(ta, tb), 0.0, 1.0);
+    if (!(hi > lo)) return 0.0;
+    double ua, ub;
+    if (dy == 0.0) {
+        ua = lo; ub = lo;
+    } else {
+        ua = clampd((y0 - ya) / dy, lo, hi);
+        ub = clampd((y0 + 1.0 - ya) / dy, lo, hi);
+    }
+    double m1 = fmin(ua, ub), m2 = fmax(ua, ub);
+    double glo = clampd(ya + lo * dy, y0, y0 + 1.0) - y0;
+    double g1 = clampd(ya + m1 * dy, y0, y0 + 1.0) - y0;
+    double g2 = clampd(ya + m2 * dy, y0, y0 + 1.0) - y0;
+    double ghi = clampd(ya + hi * dy, y0, y0 + 1.0) - y0;
+    double integral = 0.5 * ((m1 - lo) * (glo + g1) + (m2 - m1) * (g1 + g2) + (hi - m2) * (g2 + ghi));
+    return dx * integral;
+}
+
+struct Grid2D {
+    const double* corners;        // (H+1, W+1, 2) backward positions
+    const unsigned char* valid;   // (H, W) or null
+    long long H, W, Hs, Ws;
+
+    template <class F>
+    __device__ void for_each_piece(long long p, F f) const {
+        if (valid && !valid[p]) return;
+        long long i = p / W, j = p % W;
+        const double* c0 = corners + (i * (W + 1) + j) * 2;
+        const double* c3 = corners + ((i + 1) * (W + 1) + j) * 2;
+        double x[4] = {c0[0], c0[2], c3[2], c3[0]};
+        double y[4] = {c0[1], c0[3], c3[3], c3[1]};
+        for (int e = 0; e < 4; ++e)
+            if (!isfinite(x[e]) || !isfinite(y[e])) return;
+        // Fail-safe 1: a bow-tie becomes its convex hull.
+        bool bow01 = crosses(x[0], y[0], x[1], y[1], x[2], y[2], x[3], y[3]);
+        bool bow12 = !bow01 && crosses(x[1], y[1], x[2], y[2], x[3], y[3], x[0], y[0]);
+        double qx[4], qy[4];
+        qx[0] = x[0]; qy[0] = y[0];
+        qx[1] = bow01 ? x[2] : x[1]; qy[1] = bow01 ? y[2] : y[1];
+        qx[2] = bow01 ? x[1] : (bow12 ? x[3] : x[2]); qy[2] = bow01 ? y[1] : (bow12 ? y[3] : y[2]);
+        qx[3] = bow12 ? x[2] : x[3]; qy[3] = bow12 ? y[2] : y[3];
+        // Fail-safe 2: orientation from the quad's signed area.
+        double twice = (qx[0] * qy[1] - qx[1] * qy[0]) + (qx[1] * qy[2] - qx[2] * qy[1])
+                     + (qx[2] * qy[3] - qx[3] * qy[2]) + (qx[3] * qy[0] - qx[0] * qy[3]);
+        double sign = twice < 0.0 ? -1.0 : 1.0;
+        double xmin = fmin(fmin(qx[0], qx[1]), fmin(qx[2], qx[3]));
+        double xmax = fmax(fmax(qx[0], qx[1]), fmax(qx[2], qx[3]));
+        double ymin = fmin(fmin(qy[0], qy[1]), fmin(qy[2], qy[3]));
+        double ymax = fmax(fmax(qy[0], qy[1]), fmax(qy[2], qy[3]));
+        double bx0 = floor(clampd(xmin, -1.0, (double)Ws + 1.0));
+        double bx1 = ceil(clampd(xmax, -1.0, (double)Ws + 1.0));
+        double by0 = floor(clampd(ymin, -1.0, (double)Hs + 1.0));
+        double by1 = ceil(clampd(ymax, -1.0, (double)Hs + 1.0));
+        long long cx0 = (long long)fmax(bx0, 0.0), cx1 = (long long)fmin(bx1, (double)Ws);
+        long long cy0 = (long long)fmax(by0, 0.0), cy1 = (long long)fmin(by1, (double)Hs);
+        for (long long cy = cy0; cy < cy1; ++cy) {
+            for (long long cx = cx0; cx < cx1; ++cx) {
+                double total = 0.0;
+                for (int e = 0; e < 4; ++e) {
+                    int n = (e + 1) & 3;
+                    total = total + edge_term(qx[e], qy[e], qx[n], qy[n], (double)cx, (double)cy);
+                }
+                double area = fmax(-total * sign, 0.0);  // fail-safe 3
+                if (area > 0.0) f(cy * Ws + cx, area);
+            }
+        }
+    }
+};
+
+#define GRID2D_ARGS const double* corners, const unsigned char* valid, long long H, long long W, \
+                    long long Hs, long long Ws
+#define GRID2D_INIT Grid2D{corners, valid, H, W, Hs, Ws}
+BRIDGE_KERNELS(grid2d, Grid2D, GRID2D_ARGS, GRID2D_INIT)

@@ -1,0 +1,138 @@
+"""Backend dispatch: ``warp``, ``partition_record`` and ``NoiseWarper`` (DESIGN.md 8).
+
+A NumPy prior runs the CPU path (partition record + ``bridge_numpy``), a CuPy prior the
+GPU path (the same passes as kernels, geometry recomputed in each).
+"""
+import numpy as np
+
+from . import bridge
+from .conventions import (METHODS, array_module, centers_to_corners, check_positions,
+                          check_prior, corners_to_centers)
+from .grid2d import grid2d_pieces
+from .particle2d import particle2d_pieces
+from .white import white_noise
+from ._cuda import gpu_available, i64
+
+
+def _geometry(method, positions, at):
+    """What each variant needs: (positions in its own form, valid mask or None)."""
+    xp = array_module(positions)
+    pos = positions.astype(xp.float64)
+    if method == "grid":
+        if at == "corners":
+            return pos, None
+        # A target whose own centre has no source gets fresh noise; its corners come
+        # from the neighbours that have one.
+        return centers_to_corners(pos), ~xp.isnan(pos).any(axis=-1)
+    if at == "centers":
+        return pos, None
+    return corners_to_centers(pos), None
+
+
+def _pieces_numpy(method, geom, valid, source_shape):
+    if method == "grid":
+        return grid2d_pieces(geom, source_shape, valid)
+    return particle2d_pieces(geom, source_shape, valid)
+
+
+def _check_method(method, dims, factor):
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    if method == "upsample":
+        raise NotImplementedError("method='upsample' (the Chang et al. baseline) is not implemented yet")
+    if dims != 2:
+        raise NotImplementedError("3-D (voxel) warping is not implemented yet")
+    if factor is not None:
+        raise ValueError("factor is only used by method='upsample'")
+
+
+def warp(prior, positions, *, method="grid", seed=0, frame=0, at="corners", factor=None):
+    """Warp ``prior`` noise by the backward map ``positions``: float32 ``(H, W, C)``.
+
+    See DESIGN.md 8 for the conventions; NaN positions give fresh noise.
+    """
+    source_shape, channels = check_prior(prior)
+    dims = len(source_shape)
+    target_shape = check_positions(positions, dims, at)
+    if array_module(prior) is not array_module(positions):
+        raise ValueError("prior and positions must both be NumPy arrays or both CuPy arrays")
+    _check_method(method, dims, factor)
+    xp = array_module(prior)
+    geom, valid = _geometry(method, positions, at)
+    n_target = int(np.prod(target_shape))
+    normalise_all = method == "particle"
+    if xp is np:
+        t, s, w = _pieces_numpy(method, geom, valid, source_shape)
+        flat = prior.astype(np.float32).astype(np.float64).reshape(-1, channels)
+        out = bridge.bridge_numpy(flat, t, s, w, n_target, normalise_all, seed, frame)
+        return out.astype(np.float32).reshape(target_shape + (channels,))
+    valid_arg = (xp.ascontiguousarray(valid, dtype=xp.uint8) if valid is not None
+                 else np.uint64(0))  # a null pointer
+    geom_args = (xp.ascontiguousarray(geom), valid_arg, i64(target_shape[0]), i64(target_shape[1]),
+                 i64(source_shape[0]), i64(source_shape[1]))
+    flat = xp.ascontiguousarray(prior.reshape(-1, channels), dtype=xp.float32)
+    cu_file = f"{method}2d.cu"
+    out = bridge.bridge_cupy(cu_file, f"{method}2d", geom_args, flat, n_target,
+                             normalise_all, seed, frame)
+    return out.reshape(target_shape + (channels,))
+
+
+def partition_record(positions, source_shape, *, method="grid", at="corners"):
+    """``(target, source, area)`` as NumPy int64, int64, float64 (DESIGN.md 4.1): flat
+    row-major indices and overlap areas before any ``s > 1`` rescaling (particle:
+    ``w / S_k``)."""
+    source_shape = tuple(int(s) for s in source_shape)
+    dims = len(source_shape)
+    if dims not in (2, 3) or min(source_shape) < 1:
+        raise ValueError(f"source_shape must be (Hs, Ws) or (Ds, Hs, Ws), got {source_shape}")
+    check_positions(positions, dims, at)
+    _check_method(method, dims, None)
+    if array_module(positions) is not np:
+        positions = positions.get()
+    geom, valid = _geometry(method, positions, at)
+    t, s, w = _pieces_numpy(method, geom, valid, source_shape)
+    if method == "particle":
+        S = bridge.sum_weights(s, w, int(np.prod(source_shape)))
+        w = w / S[s]
+    return t.astype(np.int64), s.astype(np.int64), w.astype(np.float64)
+
+
+class NoiseWarper:
+    """Carries one noise field through a sequence of backward maps.
+
+    ``device``: ``"auto"`` (GPU when CuPy sees one, else CPU), ``"cpu"`` or ``"gpu"``.
+    ``frame``: the number of the first frame (Blender scenes often start at 1).
+    """
+
+    def __init__(self, shape, channels, *, method="grid", seed=0, device="auto", frame=0):
+        if device not in ("auto", "cpu", "gpu"):
+            raise ValueError(f"device must be 'auto', 'cpu' or 'gpu', got {device!r}")
+        if device == "gpu" and not gpu_available():
+            raise ValueError("device='gpu' but CuPy with a CUDA device is not available")
+        use_gpu = device == "gpu" or (device == "auto" and gpu_available())
+        if use_gpu:
+            import cupy
+            self.xp = cupy
+        else:
+            self.xp = np
+        shape = tuple(int(s) for s in shape)
+        _check_method(method, len(shape), None)
+        self.method = method
+        self.seed = seed
+        self.frame = int(frame)
+        self.noise = white_noise(shape, channels, seed=seed, frame=self.frame, xp=self.xp)
+
+    @property
+    def device(self):
+        return "gpu" if self.xp is not np else "cpu"
+
+    def step(self, positions, at="corners"):
+        """Warp to the next frame by the backward map ``positions``; returns the noise."""
+        if self.xp is not np and array_module(positions) is np:
+            positions = self.xp.asarray(positions)
+        elif self.xp is np and array_module(positions) is not np:
+            positions = positions.get()
+        self.noise = warp(self.noise, positions, method=self.method, seed=self.seed,
+                          frame=self.frame + 1, at=at)
+        self.frame += 1
+        return self.noise
