@@ -1,0 +1,332 @@
+"""The frame loop of a bake (DESIGN.md 9), shared by the command line and the Blender
+add-on: white noise for the first frame, then each frame warped from the one before,
+every frame written to disk as it is made, then ``latents.npy`` and ``bake.json``.
+
+A bake can be interrupted at any point (Ctrl-C, a crash, a killed job) and resumed:
+files are written atomically, ``bake.json`` says "in progress" until the end, and a
+rerun with the same parameters continues after the last whole frame on disk, without
+recomputing it. The warp is deterministic (counter-based random numbers), so a resumed
+bake is bit for bit the bake that was never interrupted.
+"""
+import dataclasses
+import itertools
+import json
+from pathlib import Path
+
+import numpy as np
+
+from . import io as _io
+from .progress import Progress
+
+__all__ = ["bake_flow_sequence", "flow_positions", "BakeResult", "BakeMismatchError",
+           "STATUS_IN_PROGRESS", "STATUS_COMPLETE"]
+
+STATUS_IN_PROGRESS = "in progress"
+STATUS_COMPLETE = "complete"
+NOISE_PREFIX = "noise"
+PREVIEW_PREFIX = "preview"
+
+
+class BakeMismatchError(_io.OutputError):
+    """The output folder holds a bake made with other parameters: resuming would mix
+    two bakes. The message names the differing parameters."""
+
+
+@dataclasses.dataclass
+class BakeResult:
+    out_dir: Path
+    frames: list          # frame numbers written, in order
+    noise_shape: tuple    # (H, W, C) of each noise_XXXX.npy
+    latents_path: Path
+    latents_shape: tuple  # (F, H // f, W // f, C)
+    resumed_frames: int   # frames found on disk and kept (0 for a fresh bake)
+    record: dict          # the final bake.json
+
+
+class _FlowPositions:
+    """Lazy sequence: item t is the backward positions of frame t + 1, made from
+    ``flows[t]`` only when asked, so a memory-mapped flow file is read frame by frame."""
+
+    def __init__(self, flows, forward):
+        self.flows = flows
+        self.forward = forward
+
+    def __len__(self):
+        return len(self.flows)
+
+    def __getitem__(self, t):
+        from .conventions import flow_to_positions, forward_to_backward
+
+        flow = np.asarray(self.flows[t], dtype=np.float64)
+        if self.forward:
+            flow = forward_to_backward(flow)
+        return flow_to_positions(flow)
+
+
+def flow_positions(flows, *, forward=False):
+    """Backward positions at pixel centres, frame by frame, from a flow array
+    ``(T, H, W, 2)`` of displacements ``(dx, dy)`` in pixels at pixel centres.
+
+    Backward flow (``forward=False``): where each pixel of frame t + 1 was in frame t;
+    position = centre + flow. Forward flow (``forward=True``) is negated first, the
+    usual approximation of video pipelines (exact for uniform translation only).
+    Returns a lazy sequence for ``bake_flow_sequence(..., at="centers")``.
+    """
+    return _FlowPositions(flows, forward)
+
+
+def _check_int(name, value, minimum=None):
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise ValueError(f"{name} must be an integer, got {value!r}")
+    if minimum is not None and value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    return int(value)
+
+
+def _positions_source(positions):
+    """``(count, first_item, get)``: how many transitions (None if unknown), the first
+    positions array (None if there is none) and ``get(t)`` for t = 0, 1, 2, ... in
+    order (random access for arrays and sequences, sequential for iterators)."""
+    if hasattr(positions, "shape") and hasattr(positions, "ndim"):
+        if positions.ndim != 4 or positions.shape[-1] != 2:
+            raise ValueError("positions must be (T, H, W, 2) (one (H, W, 2) map per "
+                             f"transition), got shape {tuple(positions.shape)}")
+        count = int(positions.shape[0])
+        return count, (positions[0] if count else None), positions.__getitem__
+    if hasattr(positions, "__len__") and hasattr(positions, "__getitem__"):
+        count = len(positions)
+        return count, (positions[0] if count else None), positions.__getitem__
+    iterator = iter(positions)
+    try:
+        first = next(iterator)
+    except StopIteration:
+        return 0, None, None
+    iterator = itertools.chain([first], iterator)
+    state = {"next": 0}
+
+    def get(t):
+        # Sequential access only; skip what a resumed bake already has.
+        while state["next"] < t:
+            next(iterator)
+            state["next"] += 1
+        state["next"] += 1
+        return next(iterator)
+
+    return None, first, get
+
+
+def _normalise(obj):
+    """What ``obj`` reads back as from JSON, for comparing parameters."""
+    return json.loads(json.dumps(obj, default=_io._json_default))
+
+
+def _read_bake_json(path):
+    try:
+        with open(path, encoding="utf-8") as f:
+            record = json.load(f)
+    except (OSError, ValueError) as exc:
+        raise _io.OutputError(f"cannot read {str(path)!r}: {exc}") from None
+    if not isinstance(record, dict) or record.get("format") != _io.BAKE_FORMAT:
+        raise _io.OutputError(f"{str(path)!r} is not a cupy_core bake.json")
+    return record
+
+
+def _frames_on_disk(out_dir, prefix, ext):
+    found = set()
+    for entry in out_dir.iterdir():
+        frame = _io.parse_frame_name(prefix, entry.name, ext)
+        if frame is not None and entry.is_file():
+            found.add(frame)
+    return found
+
+
+def _discard_earlier_bake(out_dir):
+    """Remove the files of an earlier bake in ``out_dir`` (resume=False): otherwise an
+    interrupted new bake could later be resumed from the old bake's frames."""
+    for prefix, ext in ((NOISE_PREFIX, "npy"), (PREVIEW_PREFIX, "png")):
+        for frame in _frames_on_disk(out_dir, prefix, ext):
+            (out_dir / _io.frame_name(prefix, frame, ext)).unlink()
+    for name in (_io.LATENTS_NAME, _io.BAKE_JSON_NAME):
+        if (out_dir / name).exists():
+            (out_dir / name).unlink()
+
+
+def bake_flow_sequence(positions, out_dir, *, method="grid", seed=0, channels=4,
+                       latent_factor=1, at="centers", shape=None, first_frame=0,
+                       source=None, progress=True, preview=False, resume=True,
+                       xp=None, warp_options=None):
+    """Bake a warped-noise sequence into ``out_dir`` and return a ``BakeResult``.
+
+    ``positions`` gives, for each transition t -> t + 1, the backward positions of
+    frame t + 1 in frame t's pixel coordinates (DESIGN.md 3): a ``(T, H, W, 2)`` array
+    (``(T, H + 1, W + 1, 2)`` with ``at="corners"``), a sequence of ``(H, W, 2)``
+    arrays, or an iterator of them. NaN positions give fresh noise.
+
+    Frame ``first_frame`` is ``white_noise((H, W), channels, seed=seed,
+    frame=first_frame)``; frame ``first_frame + t + 1`` is ``warp(previous,
+    positions[t], method=method, seed=seed, frame=first_frame + t + 1, at=at)``.
+    ``shape`` is ``(H, W)``; by default it is read off the first positions.
+
+    Writes, each file atomically: ``noise_XXXX.npy`` per frame (``(H, W, C)`` float32),
+    ``preview_XXXX.png`` if ``preview``, then ``latents.npy`` (``(F, H // f, W // f, C)``
+    with f = ``latent_factor``) and ``bake.json``, whose status is "in progress" from
+    the start and "complete" at the end.
+
+    ``resume=True``: if ``out_dir`` holds a bake with the same parameters (method,
+    seed, channels, at, shape, frames, latent factor, ``source``), continue after its
+    last whole frame; with other parameters raise ``BakeMismatchError`` instead of
+    mixing. ``resume=False`` discards an earlier bake in the folder (its noise,
+    preview, latents and bake.json files) and starts again.
+
+    ``source`` is any JSON-able description of the input (a file name, a scene);
+    ``xp`` is the array module to compute with (NumPy by default, or CuPy for the
+    GPU); ``warp_options`` are extra keyword arguments for ``cupy_core.warp``.
+    """
+    import cupy_core
+
+    xp = np if xp is None else xp
+    seed = _check_int("seed", seed)
+    channels = _check_int("channels", channels, 1)
+    latent_factor = _check_int("latent factor", latent_factor, 1)
+    first_frame = _check_int("first frame", first_frame)
+    if at not in ("centers", "corners"):
+        raise ValueError(f"at must be 'centers' or 'corners', got {at!r}")
+    if not isinstance(method, str) or not method:
+        raise ValueError(f"method must be a method name, got {method!r}")
+    warp_options = dict(warp_options or {})
+
+    count, first_positions, get_positions = _positions_source(positions)
+    if shape is None:
+        if first_positions is None:
+            raise ValueError("no positions to read the frame shape from: pass shape=(H, W)")
+        pshape = tuple(first_positions.shape)
+        if len(pshape) != 3 or pshape[-1] != 2:
+            raise ValueError(f"positions of one frame must be (H, W, 2), got shape {pshape}")
+        shape = pshape[:2] if at == "centers" else (pshape[0] - 1, pshape[1] - 1)
+    shape = tuple(_check_int("frame height and width", n, 1) for n in shape)
+    if len(shape) != 2:
+        raise ValueError(f"shape must be (H, W), got {shape}")
+    if latent_factor > min(shape):
+        raise ValueError(f"latent factor {latent_factor} is larger than the frame {shape}")
+    noise_shape = shape + (channels,)
+
+    out_dir = _io.check_output_dir(out_dir)
+    _io.remove_stale_temporaries(out_dir)
+
+    params = _normalise({
+        "source": source, "method": method, "seed": seed, "channels": channels,
+        "at": at, "shape": list(shape), "first_frame": first_frame,
+        "frame_count": None if count is None else count + 1,
+        "latent_factor": latent_factor, "warp_options": warp_options,
+    })
+    bake_path = out_dir / _io.BAKE_JSON_NAME
+
+    # --- what is already there
+    done = []          # frames kept from an earlier run
+    old = None
+    if not resume:
+        _discard_earlier_bake(out_dir)
+    elif bake_path.exists():
+        old = _read_bake_json(bake_path)
+        differ = [k for k in params if _normalise(old.get(k)) != params[k]]
+        if differ:
+            detail = "; ".join(f"{k}: {old.get(k)!r} there, {params[k]!r} now" for k in differ)
+            raise BakeMismatchError(
+                f"output folder {str(out_dir)!r} holds a bake with other parameters "
+                f"({detail}); use another folder, or resume=False (--no-resume) to "
+                "discard it")
+        old_version = (old.get("versions") or {}).get("cupy_core")
+        if old_version != cupy_core.__version__:
+            raise BakeMismatchError(
+                f"output folder {str(out_dir)!r} holds a bake made by cupy_core "
+                f"{old_version}, this is {cupy_core.__version__}; frames of two versions "
+                "must not be mixed: use another folder, or resume=False (--no-resume)")
+        on_disk = _frames_on_disk(out_dir, NOISE_PREFIX, "npy")
+        frame = first_frame
+        last = None if count is None else first_frame + count
+        while frame in on_disk and (last is None or frame <= last):
+            done.append(frame)
+            frame += 1
+    elif _frames_on_disk(out_dir, NOISE_PREFIX, "npy"):
+        raise _io.OutputError(
+            f"output folder {str(out_dir)!r} has noise frames but no bake.json, so they "
+            "cannot be resumed safely; use another folder, or resume=False "
+            "(--no-resume) to overwrite them")
+
+    def noise_path(frame):
+        return out_dir / _io.frame_name(NOISE_PREFIX, frame, "npy")
+
+    def write_frame(frame, noise_np):
+        _io.save_npy_atomic(noise_path(frame), noise_np)
+        if preview:
+            _io.write_png_atomic(out_dir / _io.frame_name(PREVIEW_PREFIX, frame, "png"),
+                                 _io.noise_to_preview(noise_np))
+
+    already_complete = (old is not None and old.get("status") == STATUS_COMPLETE
+                        and count is not None and len(done) == count + 1)
+    if not already_complete:
+        _io.write_json_atomic(bake_path, _io.bake_json(params, status=STATUS_IN_PROGRESS,
+                                                       frames=done))
+
+    # --- the frame loop
+    frames = list(done)
+    total = None if count is None else count + 1
+    with Progress(total, initial=len(done), enabled=progress) as bar:
+        if done:
+            noise_np = np.load(noise_path(done[-1]), allow_pickle=False)
+            if noise_np.shape != noise_shape or noise_np.dtype != np.float32:
+                raise _io.OutputError(
+                    f"{str(noise_path(done[-1]))!r} is {noise_np.dtype} {noise_np.shape}, "
+                    f"expected float32 {noise_shape}: not a frame of this bake")
+            if preview:  # an earlier run may have had previews off
+                for frame in done:
+                    png = out_dir / _io.frame_name(PREVIEW_PREFIX, frame, "png")
+                    if not png.exists():
+                        _io.write_png_atomic(png, _io.noise_to_preview(
+                            np.load(noise_path(frame), allow_pickle=False)))
+            noise = xp.asarray(noise_np)
+        else:
+            noise = cupy_core.white_noise(shape, channels, seed=seed, frame=first_frame,
+                                          xp=xp)
+            write_frame(first_frame, _io._to_numpy(noise))
+            frames.append(first_frame)
+            bar.update()
+
+        t = frames[-1] - first_frame  # positions[t] makes frame first_frame + t + 1
+        while count is None or t < count:
+            try:
+                pos = get_positions(t)
+            except (StopIteration, IndexError):
+                if count is None:
+                    break
+                raise
+            frame = first_frame + t + 1
+            noise = cupy_core.warp(noise, xp.asarray(pos), method=method, seed=seed,
+                                   frame=frame, at=at, **warp_options)
+            if tuple(noise.shape) != noise_shape:
+                raise ValueError(f"positions for frame {frame} give a frame of shape "
+                                 f"{tuple(noise.shape)}, the bake's is {noise_shape}")
+            write_frame(frame, _io._to_numpy(noise))
+            frames.append(frame)
+            bar.update()
+            t += 1
+
+    # --- latents and the final record
+    latents_path = out_dir / _io.LATENTS_NAME
+    latents_shape = (len(frames), shape[0] // latent_factor, shape[1] // latent_factor,
+                     channels)
+    if already_complete and latents_path.exists():
+        record = old
+    else:
+        _io.assemble_latents(out_dir, frames, latent_factor)
+        extra = {
+            "noise_shape": list(noise_shape), "latents_shape": list(latents_shape),
+            "files": {"noise": NOISE_PREFIX + "_{frame:04d}.npy",
+                      "preview": (PREVIEW_PREFIX + "_{frame:04d}.png") if preview else None,
+                      "latents": _io.LATENTS_NAME},
+        }
+        record = _io.bake_json(params, status=STATUS_COMPLETE, frames=frames, extra=extra)
+        _io.write_json_atomic(bake_path, record)
+    return BakeResult(out_dir=out_dir, frames=frames, noise_shape=noise_shape,
+                      latents_path=latents_path, latents_shape=latents_shape,
+                      resumed_frames=len(done), record=record)

@@ -1,0 +1,142 @@
+"""The demo: bake the procedural motion with the grid method and compare.
+
+    python sample_scenes/demo.py [--out demo_output] [--frames 48] [--size 256]
+
+(``python build.py demo`` runs it in the project's virtual environment.)
+
+Writes into the output folder the bake itself (noise_XXXX.npy, preview_XXXX.png,
+latents.npy pooled by 8, bake.json) and comparison.png: three rows of crops, every
+8th frame from left to right:
+
+* FIXED: the same noise every frame: it sticks to the screen while things move;
+* FRESH: new noise every frame: it flickers;
+* WARPED: the baked noise: it moves with the swirl, the pan and the disk, and is
+  fresh only where the disk uncovers the background.
+
+Then prints the whiteness of the last warped frame (it should look like N(0, 1)).
+"""
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))  # for procedural_motion, beside this file
+
+import cupy_core  # noqa: E402
+from cupy_core.io import noise_to_preview, write_png_atomic  # noqa: E402
+from cupy_core.sequence import bake_flow_sequence, flow_positions  # noqa: E402
+from procedural_motion import make_flows  # noqa: E402
+
+# A 3 x 5 pixel font, just enough for the labels.
+GLYPHS = {
+    "0": "111101101101111", "1": "010110010010111", "2": "111001111100111",
+    "3": "111001111001111", "4": "101101111001001", "5": "111100111001111",
+    "6": "111100111101111", "7": "111001001001001", "8": "111101111101111",
+    "9": "111101111001111", "A": "010101111101101", "D": "110101101101110",
+    "E": "111100110100111", "F": "111100110100100", "H": "101101111101101",
+    "I": "111010010010111", "P": "110101110100100", "R": "110101110101101",
+    "S": "011100010001110", "W": "101101101111101", "X": "101101010101101",
+    " ": "000000000000000",
+}
+
+
+def text_image(text, scale=3, colour=230, background=20):
+    """uint8 (5 * scale, len(text) * 4 * scale) picture of ``text``."""
+    out = np.full((5, 4 * len(text)), background, dtype=np.uint8)
+    for k, ch in enumerate(text.upper()):
+        bits = np.array([int(b) for b in GLYPHS.get(ch, GLYPHS[" "])]).reshape(5, 3)
+        out[:, 4 * k:4 * k + 3][bits == 1] = colour
+    return np.kron(out, np.ones((scale, scale), dtype=np.uint8))
+
+
+def paste(canvas, image, top, left):
+    """Paste ``image`` (H, W) grey or (H, W, 3) into the RGB ``canvas``."""
+    if image.ndim == 2:
+        image = np.repeat(image[:, :, None], 3, axis=2)
+    canvas[top:top + image.shape[0], left:left + image.shape[1]] = image
+
+
+def comparison(rows, columns, labels, crop, gap=3, margin=8):
+    """One RGB picture: ``rows`` of tiles (lists of noise frames), labelled."""
+    (y0, y1), (x0, x1) = crop
+    th, tw = y1 - y0, x1 - x0
+    label_w = max(text_image(lab).shape[1] for lab in labels) + 2 * margin
+    head_h = text_image("0").shape[0] + 2 * margin
+    height = head_h + len(rows) * th + (len(rows) - 1) * gap + margin
+    width = label_w + len(columns) * tw + (len(columns) - 1) * gap + margin
+    canvas = np.full((height, width, 3), 20, dtype=np.uint8)  # dark separators
+    for c, frame in enumerate(columns):
+        left = label_w + c * (tw + gap)
+        paste(canvas, text_image(str(frame)), margin, left)
+    for r, (label, tiles) in enumerate(zip(labels, rows)):
+        top = head_h + r * (th + gap)
+        lab = text_image(label)
+        paste(canvas, lab, top + (th - lab.shape[0]) // 2, margin)
+        for c, noise in enumerate(tiles):
+            paste(canvas, noise_to_preview(noise[y0:y1, x0:x1]), top, label_w + c * (tw + gap))
+    return canvas
+
+
+def whiteness(noise):
+    """Mean, standard deviation and neighbour correlations of a frame (all channels)."""
+    x = np.asarray(noise, dtype=np.float64)
+    x = (x - x.mean()) / x.std()
+    right = float((x[:, 1:] * x[:, :-1]).mean())
+    down = float((x[1:] * x[:-1]).mean())
+    return float(np.mean(noise)), float(np.std(noise)), right, down
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--out", default=str(HERE.parent / "demo_output"), help="output folder")
+    p.add_argument("--frames", type=int, default=48, help="number of flows (frames - 1)")
+    p.add_argument("--size", type=int, default=256, help="frame height and width")
+    p.add_argument("--channels", type=int, default=4)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--every", type=int, default=8, help="frames between columns")
+    args = p.parse_args(argv)
+    out = Path(args.out)
+    size, seed, channels = args.size, args.seed, args.channels
+
+    flows = make_flows(args.frames, size, size)
+    print(f"procedural motion: {args.frames} backward flows of {size}x{size}, "
+          f"up to {np.nanmax(np.hypot(flows[..., 0], flows[..., 1])):.1f} px per frame")
+    start = time.perf_counter()
+    result = bake_flow_sequence(
+        flow_positions(flows), out, method="grid", seed=seed, channels=channels,
+        latent_factor=8 if size >= 8 else 1, at="centers", preview=True, resume=False,
+        source={"procedural": "sample_scenes/procedural_motion.py", "frames": args.frames,
+                "size": size})
+    seconds = time.perf_counter() - start
+    print(f"baked {len(result.frames)} frames into {result.out_dir} in {seconds:.1f} s "
+          f"({1000 * seconds / len(result.frames):.0f} ms per frame, grid method)")
+
+    columns = list(range(0, args.frames + 1, max(1, args.every)))
+    half = min(size, 128) // 2
+    crop = ((size // 2 - half, size // 2 + half),) * 2  # the centre, where things move
+    fixed = np.load(out / "noise_0000.npy")
+    rows = [
+        [fixed for _ in columns],
+        [cupy_core.white_noise((size, size), channels, seed=seed, frame=t) for t in columns],
+        [np.load(out / f"noise_{t:04d}.npy") for t in columns],
+    ]
+    picture = comparison(rows, columns, ["FIXED", "FRESH", "WARPED"], crop)
+    write_png_atomic(out / "comparison.png", picture)
+    print(f"comparison: {out / 'comparison.png'} (rows: fixed, fresh, warped noise; "
+          f"columns: frames {', '.join(map(str, columns))}; centre {2 * half}x{2 * half} crop)")
+
+    last = np.load(out / f"noise_{result.frames[-1]:04d}.npy")
+    mean, std, right, down = whiteness(last)
+    print(f"last frame ({result.frames[-1]}) whiteness: mean {mean:+.4f}, std {std:.4f}, "
+          f"neighbour correlation right {right:+.4f}, down {down:+.4f} "
+          f"(white noise: 0, 1, 0, 0 within about {3 / np.sqrt(last.size):.3f})")
+    latents = np.load(out / "latents.npy", mmap_mode="r")
+    print(f"latents.npy: {latents.shape} {latents.dtype}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
