@@ -59,10 +59,11 @@ def paste(canvas, image, top, left):
     canvas[top:top + image.shape[0], left:left + image.shape[1]] = image
 
 
-def comparison(rows, columns, labels, crop, gap=3, margin=8):
-    """One RGB picture: ``rows`` of tiles (lists of noise frames), labelled."""
+def comparison(rows, columns, labels, crop, zoom=2, gap=3, margin=8):
+    """One RGB picture: ``rows`` of tiles (lists of noise frames), labelled; each tile
+    is the ``crop`` of a frame, enlarged ``zoom`` times so single pixels show."""
     (y0, y1), (x0, x1) = crop
-    th, tw = y1 - y0, x1 - x0
+    th, tw = zoom * (y1 - y0), zoom * (x1 - x0)
     label_w = max(text_image(lab).shape[1] for lab in labels) + 2 * margin
     head_h = text_image("0").shape[0] + 2 * margin
     height = head_h + len(rows) * th + (len(rows) - 1) * gap + margin
@@ -76,7 +77,8 @@ def comparison(rows, columns, labels, crop, gap=3, margin=8):
         lab = text_image(label)
         paste(canvas, lab, top + (th - lab.shape[0]) // 2, margin)
         for c, noise in enumerate(tiles):
-            paste(canvas, noise_to_preview(noise[y0:y1, x0:x1]), top, label_w + c * (tw + gap))
+            tile = noise_to_preview(noise[y0:y1, x0:x1]).repeat(zoom, 0).repeat(zoom, 1)
+            paste(canvas, tile, top, label_w + c * (tw + gap))
     return canvas
 
 
@@ -115,7 +117,7 @@ def main(argv=None):
           f"({1000 * seconds / len(result.frames):.0f} ms per frame, grid method)")
 
     columns = list(range(0, args.frames + 1, max(1, args.every)))
-    half = min(size, 128) // 2
+    half = min(size, 64) // 2
     crop = ((size // 2 - half, size // 2 + half),) * 2  # the centre, where things move
     fixed = np.load(out / "noise_0000.npy")
     rows = [
@@ -126,7 +128,8 @@ def main(argv=None):
     picture = comparison(rows, columns, ["FIXED", "FRESH", "WARPED"], crop)
     write_png_atomic(out / "comparison.png", picture)
     print(f"comparison: {out / 'comparison.png'} (rows: fixed, fresh, warped noise; "
-          f"columns: frames {', '.join(map(str, columns))}; centre {2 * half}x{2 * half} crop)")
+          f"columns: frames {', '.join(map(str, columns))}; centre {2 * half}x{2 * half} "
+          "crop, enlarged 2x)")
 
     last = np.load(out / f"noise_{result.frames[-1]:04d}.npy")
     mean, std, right, down = whiteness(last)
