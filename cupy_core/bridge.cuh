@@ -66,12 +66,15 @@ __device__ void bridge_remainder(long long k, const float* prior, const unsigned
     double sr = sqrt(rest);
     double* D = (double*)T_fx;
     for (int c0 = 0; c0 < C; c0 += 4) {
-        double z[4];
-        normals4((unsigned int)k, 0xFFFFFFFFu, STREAM_REMAINDER, (unsigned int)(c0 >> 2),
-                 key.frame, key.k0, key.k1, z);
+        double z[4] = {0.0, 0.0, 0.0, 0.0};
+        // Only sources not wholly claimed have a remainder to draw.
+        if (rest > 0.0)
+            normals4((unsigned int)k, 0xFFFFFFFFu, STREAM_REMAINDER, (unsigned int)(c0 >> 2),
+                     key.frame, key.k0, key.k1, z);
         for (int c = c0; c < C && c < c0 + 4; ++c) {
             double T = from_fixed(T_fx[k * C + c], T_SCALE);
-            D[k * C + c] = (double)prior[k * C + c] - (T + sr * z[c - c0]);
+            D[k * C + c] = rest > 0.0 ? (double)prior[k * C + c] - (T + sr * z[c - c0])
+                                      : (double)prior[k * C + c] - T;
         }
     }
 }

@@ -21,6 +21,8 @@ def divisor(S, normalise_all):
     return np.where(S > 0, S, 1.0) if normalise_all else np.maximum(S, 1.0)
 
 
+# Arrays per channel are channel-major here, (C, n), so each channel is contiguous.
+
 def sum_weights(source, weight, n_source):
     return np.bincount(source, weight, minlength=n_source)
 
@@ -30,55 +32,56 @@ def scaled_areas(source, weight, S, normalise_all):
 
 
 def piece_draws(target, source, area, channels, seed, frame):
-    """Z_i ~ N(0, a_i), one per piece and channel: ``(n_pieces, C)``."""
-    z = rng.normals(target, source, rng.STREAM_PIECE, channels, frame, seed)
-    z *= np.sqrt(area)[:, None]
+    """Z_i ~ N(0, a_i), one per piece and channel: ``(C, n_pieces)``."""
+    z = rng.normals_cm(target, source, rng.STREAM_PIECE, channels, frame, seed)
+    z *= np.sqrt(area)
     return z
 
 
 def sum_pieces(source, Z, n_source):
-    return np.stack([np.bincount(source, Z[:, c], minlength=n_source)
-                     for c in range(Z.shape[1])], axis=1)
+    return np.stack([np.bincount(source, zc, minlength=n_source) for zc in Z])
 
 
 def remainders(prior, T, S, normalise_all, seed, frame):
-    """D_k = X_k - T_k - Z_r for every source with a piece (0 elsewhere)."""
-    channels = prior.shape[1]
-    used = S > 0
+    """D_k = X_k - T_k - Z_r for every source with a piece (0 elsewhere); ``(C, Ns)``."""
+    channels = prior.shape[0]
     D = np.zeros_like(T)
-    if normalise_all:
-        rest = np.zeros(S.shape)
-    else:
-        rest = np.maximum(1.0 - S / np.maximum(S, 1.0), 0.0)
-    k = np.nonzero(used)[0]
-    zr = rng.normals(k, 0xFFFFFFFF, rng.STREAM_REMAINDER, channels, frame, seed)
-    D[k] = prior[k] - (T[k] + np.sqrt(rest[k])[:, None] * zr)
+    used = S > 0
+    D[:, used] = prior[:, used] - T[:, used]
+    if not normalise_all:
+        # Only sources not wholly claimed have a remainder to draw.
+        rest = np.where(used, np.maximum(1.0 - S / np.maximum(S, 1.0), 0.0), 0.0)
+        k = np.nonzero(rest > 0)[0]
+        zr = rng.normals_cm(k, 0xFFFFFFFF, rng.STREAM_REMAINDER, channels, frame, seed)
+        D[:, k] = prior[:, k] - (T[:, k] + np.sqrt(rest[k]) * zr)
     return D
 
 
 def gather(target, source, area, Z, D, n_target, channels, seed, frame):
-    pieces = Z + area[:, None] * D[source]
+    """Y_p per target, ``(C, n_target)``."""
     A = np.bincount(target, area, minlength=n_target)
-    total = np.stack([np.bincount(target, pieces[:, c], minlength=n_target)
-                      for c in range(channels)], axis=1)
-    out = np.empty((n_target, channels), np.float64)
+    out = np.empty((channels, n_target), np.float64)
     has = A > 0
-    out[has] = total[has] / np.sqrt(A[has])[:, None]
+    inv = 1.0 / np.sqrt(A[has])
+    for c in range(channels):
+        pieces = Z[c] + area * D[c][source]
+        out[c, has] = np.bincount(target, pieces, minlength=n_target)[has] * inv
     fresh = np.nonzero(~has)[0]
     if fresh.size:
-        out[fresh] = rng.normals(fresh, 0, rng.STREAM_FRESH, channels, frame, seed)
+        out[:, fresh] = rng.normals_cm(fresh, 0, rng.STREAM_FRESH, channels, frame, seed)
     return out
 
 
 def bridge_numpy(prior, target, source, weight, n_target, normalise_all, seed, frame):
-    """The whole bridge on the CPU. ``prior``: ``(n_source, C)`` float64."""
-    n_source, channels = prior.shape
+    """The whole bridge on the CPU. ``prior``: ``(n_source, C)``; returns ``(n_target, C)``."""
+    prior = np.ascontiguousarray(prior.T, dtype=np.float64)
+    channels, n_source = prior.shape
     S = sum_weights(source, weight, n_source)
     a = scaled_areas(source, weight, S, normalise_all)
     Z = piece_draws(target, source, a, channels, seed, frame)
     T = sum_pieces(source, Z, n_source)
     D = remainders(prior, T, S, normalise_all, seed, frame)
-    return gather(target, source, a, Z, D, n_target, channels, seed, frame)
+    return gather(target, source, a, Z, D, n_target, channels, seed, frame).T
 
 
 def bridge_cupy(cu_file, prefix, geom_args, prior, n_target, normalise_all, seed, frame):
