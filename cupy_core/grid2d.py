@@ -25,8 +25,9 @@ A quad with a NaN corner, or marked invalid, has no pieces (its pixel gets fresh
 """
 import numpy as np
 
-# Pairs (target, cell) processed at once on the CPU: bounds memory for any map.
-CHUNK_PAIRS = 1 << 20
+# Pairs (target, cell) processed at once on the CPU: bounds memory for any map, and
+# keeps the temporaries in cache (measured fastest around 2^13..2^16).
+CHUNK_PAIRS = 1 << 16
 
 
 def _orient(ax, ay, bx, by, cx, cy):
