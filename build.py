@@ -59,12 +59,18 @@ def ensure_venv(env, extra_requirements=()):
         return python
     say(f"installing cupy_core (editable) with {', '.join(wanted[1:]) or 'newest NumPy'} "
         f"and test extras into {env.relative_to(ROOT)}")
-    cmd = [python, "-m", "pip", "install", "--disable-pip-version-check",
+    cmd = [python, "-m", "pip", "install", "-q", "--disable-pip-version-check",
            "--progress-bar", "off", "-e", *wanted]
     if run(cmd) != 0:
         sys.exit(f"[build] pip install into {env.relative_to(ROOT)} failed")
     stamp.write_text(digest + "\n")
     return python
+
+
+def describe(python):
+    """Print which Python and NumPy a virtual environment runs."""
+    subprocess.call([str(python), "-c", "import sys, numpy; print('[build] using Python',"
+                     " sys.version.split()[0], 'with NumPy', numpy.__version__)"])
 
 
 def compile_kernels():
@@ -109,12 +115,14 @@ def cmd_test(args, extra):
         return 1
     python = ensure_venv(VENV)
     say("running the tests with the newest NumPy")
+    describe(python)
     code = run([python, "-m", "pytest", *pytest_targets(extra), *extra])
     if args.fast:
         say("--fast: skipping the NumPy 1.26 run")
         return code
     python126 = ensure_venv(VENV_NP126, [NUMPY_126])
     say("running the tests again with NumPy 1.26")
+    describe(python126)
     code126 = run([python126, "-m", "pytest", *pytest_targets(extra), "-q", *extra])
     say(f"newest NumPy: {'passed' if code == 0 else 'FAILED'}; "
         f"NumPy 1.26: {'passed' if code126 == 0 else 'FAILED'}")
