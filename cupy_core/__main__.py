@@ -130,7 +130,7 @@ def _run(args):
     result = bake_flow_sequence(
         flow_positions(flows, forward=args.forward), args.out,
         method=args.method, seed=args.seed, channels=args.channels,
-        latent_factor=args.latent_factor, at="centers", source=source,
+        latent_factor=args.latent_factor, at="centers", shape=flows.shape[1:3], source=source,
         progress=not args.quiet, preview=args.preview, resume=not args.no_resume, xp=xp)
     if not args.quiet:
         kept = f" ({result.resumed_frames} resumed)" if result.resumed_frames else ""

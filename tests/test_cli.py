@@ -133,6 +133,14 @@ def test_forward_flow_is_negated(tmp_path, flows_file):
     assert json.loads((b / "bake.json").read_text())["source"]["flow"] == "forward (negated)"
 
 
+def test_no_flows_gives_frame_zero_only(tmp_path):
+    np.save(tmp_path / "none.npy", np.zeros((0, H, W, 2), np.float32))
+    r = cli(tmp_path / "none.npy", "--out", tmp_path / "out", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert frame_files(tmp_path / "out") == ["noise_0000.npy"]
+    assert np.load(tmp_path / "out" / "latents.npy").shape == (1, H, W, C)
+
+
 def test_nan_flow_is_allowed(tmp_path):
     flows = smooth_flows()
     flows[:, 4:8, 4:8] = np.nan
