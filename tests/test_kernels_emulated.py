@@ -1,0 +1,388 @@
+"""The CUDA kernels, run on the CPU through a host-side shim, against the NumPy path
+(DESIGN.md 4.4 property 6; sections 6 and 11) on machines without a GPU.
+
+tests/cuda_emulation/ compiles each ``.cu`` file of cupy_core with g++ (``shim.h``
+supplies ``__global__``, ``blockIdx``, ``atomicAdd`` ...) and installs a fake ``cupy``
+module whose arrays are host memory, so ``cupy_core.warp`` and ``white_noise`` take
+their GPU branch unchanged: the same kernel sources, the same launch code in
+``bridge.py`` / ``white.py`` / ``_cuda.py``, with the kernel arguments checked against
+the parsed signatures. Threads run one after the other, which is exact for these
+kernels (one thread per item, no shared memory, integer atomics). Not emulated: the
+GPU's own libm (glibc's log/sin/cos are used) and real concurrency. tests/test_gpu.py
+runs the same comparisons on a real GPU.
+"""
+import contextlib
+import os
+import re
+import sys
+
+import numpy as np
+import pytest
+
+import cupy_core
+from cupy_core import _cuda, bridge, rng
+
+if os.path.dirname(os.path.abspath(__file__)) not in sys.path:  # conftest.py does this too
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from cuda_emulation import emulate, fake_cupy  # noqa: E402
+from maps import centers, corners, fold, swirl  # noqa: E402
+
+if not emulate.compiler_available():
+    pytest.skip(f"CUDA emulation needs a C++ compiler ({emulate.CXX!r} not found)",
+                allow_module_level=True)
+
+PROBE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "cuda_emulation", "probe.cu")
+TOL = 1e-5
+CHANNELS = [1, 3, 4, 16, 17, 20]   # around GATHER_CHUNK = 16 and the groups of four
+
+
+@pytest.fixture(scope="module")
+def cp():
+    """The fake CuPy, installed for this module's tests; sys.modules["cupy"] and
+    cupy_core._cuda's RawModule cache are restored afterwards."""
+    with fake_cupy.installed() as mod:
+        yield mod
+
+
+# ----------------------------------------------------------------------------- maps
+
+def _pos(h, w, at):
+    return corners(h, w) if at == "corners" else centers(h, w)
+
+
+def _nan_holes(p):
+    p = p.copy()
+    p[2:4, 3:6] = np.nan          # a block of holes
+    p[-1, 0, 1] = np.nan          # one coordinate of one point
+    p[0, -1] = np.nan
+    return p
+
+
+def _bow_ties(p):
+    """Swap neighbouring points in a few places: the quads on both sides of each swapped
+    pair become self-intersecting ("bow-ties"), the grid variant's first fail-safe."""
+    p = p.copy()
+    for i, j in ((2, 3), (5, 6), (5, 9), (8, 1)):
+        p[i, [j, j + 1]] = p[i, [j + 1, j]]
+    p[10, 4] = p[9, 4] + (0.1, -0.3)   # and one pinched, folded-over point
+    return p
+
+
+def _far(p):
+    p = p + np.array([0.25, -0.4])
+    p[1] += 1e6                   # a whole row far to the right
+    p[3, 2] = (-1e15, 3e14)       # single points very far away
+    p[-2, -3] = (2.5, -7e12)
+    return p
+
+
+MAPS = {
+    # name: (source shape, target shape, positions(h, w, at))
+    "identity": ((9, 11), (9, 11), lambda h, w, at: _pos(h, w, at)),
+    "integer_shift": ((9, 11), (9, 11), lambda h, w, at: _pos(h, w, at) + np.array([2.0, -1.0])),
+    "translate": ((9, 11), (9, 11), lambda h, w, at: _pos(h, w, at) + np.array([0.37, -1.61])),
+    "swirl": ((12, 13), (12, 13), lambda h, w, at: swirl(_pos(h, w, at), h, w, 0.8, 0.9)),
+    "fold": ((12, 13), (12, 13), lambda h, w, at: fold(_pos(h, w, at), w, 2.5, 4.0)),
+    "bow_ties": ((12, 13), (12, 13), lambda h, w, at: _bow_ties(fold(_pos(h, w, at), w, 0.6, 5.0))),
+    "nan_holes": ((9, 11), (9, 11), lambda h, w, at: _nan_holes(swirl(_pos(h, w, at), h, w))),
+    "far_outside": ((9, 11), (7, 10), lambda h, w, at: _far(_pos(h, w, at))),
+    # a sliver of weight just above the fixed-point resolution in the last column
+    "near_integer": ((6, 8), (6, 8), lambda h, w, at: _pos(h, w, at) + np.array([-(1.0 - 1e-9), 0.0])),
+    "all_outside": ((6, 7), (5, 6), lambda h, w, at: _pos(h, w, at) + np.array([-50.0, 100.0])),
+    # different source and target shapes: magnify a corner, and minify the whole
+    "magnify": ((7, 13), (10, 6), lambda h, w, at: _pos(h, w, at) * 0.55 + np.array([1.3, 0.8])),
+    "minify": ((15, 17), (6, 5), lambda h, w, at: _pos(h, w, at) * np.array([3.1, 2.3]) + 0.2),
+}
+
+METHODS_AT = [("grid", "corners"), ("grid", "centers"), ("particle", "centers"),
+              ("particle", "corners")]
+
+
+def _prior(shape, channels, seed):
+    return np.random.default_rng(seed).standard_normal(shape + (channels,)).astype(np.float32)
+
+
+def _s_scale():
+    with open(os.path.join(_cuda.HERE, "bridge.cuh")) as f:
+        return float(re.search(r"#define\s+S_SCALE\s+([0-9.eE+]+)", f.read()).group(1))
+
+
+@contextlib.contextmanager
+def fixed_point_S():
+    """The NumPy path with S_k summed as the kernels sum it: each weight rounded to
+    a multiple of 1 / S_SCALE (round half to even, as __double2ll_rn), summed exactly.
+    The proposed fix for bridge.py (see KNOWN_S below); a no-op once it is in."""
+    scale = _s_scale()
+    orig = bridge.sum_weights
+
+    def sum_weights(source, weight, n_source):
+        return np.bincount(source, np.rint(np.asarray(weight) * scale), minlength=n_source) / scale
+
+    bridge.sum_weights = sum_weights
+    try:
+        yield
+    finally:
+        bridge.sum_weights = orig
+
+
+# The kernels accumulate S_k in 64-bit fixed point (2^-32 units, DESIGN.md 11); the
+# NumPy path sums the float64 weights. For a source that is wholly covered (S = 1 up
+# to rounding) the two S differ by up to n_pieces * 2^-33 ~ 1e-9, and the grid
+# variant's remainder r = 1 - S then differs by as much: sqrt(r) turns that into a
+# Z_r of standard deviation ~1e-5 on one side and 0 on the other. In the particle
+# variant a source with a tiny total request S (< ~1e-4) gets a = w / S with S off by
+# up to 2^-33 / S relatively. Either way the two paths are both within their own
+# rounding of DESIGN.md 4.2, but they do not agree to 1e-5. Summing S in NumPy as the
+# GPU does (fixed_point_S) makes them agree; until bridge.py does, a comparison that
+# fails only because of this is reported as an expected failure, and any other
+# disagreement fails the test.
+KNOWN_S = ("known: bridge.py sums S_k in float64, the kernels in 2^-32 fixed point; "
+           "sqrt(1 - S) near S = 1, or w / S for a tiny S, amplifies the difference "
+           "(max |gpu - cpu| = {err:.2g}; agrees with S in fixed point)")
+
+
+def _check(cpu, g):
+    assert np.isfinite(cpu).all(), "NumPy path gave non-finite values"
+    bad = ~np.isfinite(g)
+    assert not bad.any(), f"kernels gave {bad.sum()} non-finite values at {np.argwhere(bad)[:5].tolist()}"
+    assert g.dtype == np.float32 and g.shape == cpu.shape
+    err = float(np.abs(g - cpu).max())
+    where = np.unravel_index(np.abs(g - cpu).argmax(), g.shape)
+    return err, where
+
+
+def _compare_to_numpy(gpu_result, cpu_fn):
+    """Assert the kernels' result equals the NumPy path's to TOL; see KNOWN_S."""
+    err, where = _check(cpu_fn(), gpu_result)
+    if err <= TOL:
+        return
+    with fixed_point_S():
+        err_fx, where_fx = _check(cpu_fn(), gpu_result)
+    assert err_fx <= TOL, (f"max |gpu - cpu| = {err:.3g} at {where} "
+                           f"({err_fx:.3g} at {where_fx} even with S in fixed point)")
+    pytest.xfail(KNOWN_S.format(err=err))
+
+
+def _compare(cp, prior, pos, method, at, seed, frame):
+    gpu = cupy_core.warp(cp.asarray(prior), cp.asarray(pos), method=method, at=at,
+                         seed=seed, frame=frame)
+    assert isinstance(gpu, cp.ndarray), type(gpu)
+    _compare_to_numpy(gpu.get(), lambda: cupy_core.warp(prior, pos, method=method, at=at,
+                                                         seed=seed, frame=frame))
+
+
+# ----------------------------------------------------------------------------- warp
+
+@pytest.mark.parametrize("channels", CHANNELS)
+@pytest.mark.parametrize("name", sorted(MAPS))
+@pytest.mark.parametrize("method,at", METHODS_AT)
+def test_warp_kernels_match_numpy(cp, method, at, name, channels):
+    src, (h, w), make = MAPS[name]
+    pos = make(h, w, at)
+    seed = 1000 * CHANNELS.index(channels) + sorted(MAPS).index(name)
+    _compare(cp, _prior(src, channels, seed), pos, method, at, seed=seed, frame=3)
+
+
+def test_bow_ties_map_has_bow_ties():
+    """The 'bow_ties' map really exercises the grid variant's bow-tie fail-safe."""
+    c = MAPS["bow_ties"][2](12, 13, "corners")
+    p = [c[:-1, :-1], c[:-1, 1:], c[1:, 1:], c[1:, :-1]]
+
+    def orient(a, b, q):
+        return ((b[..., 0] - a[..., 0]) * (q[..., 1] - a[..., 1])
+                - (b[..., 1] - a[..., 1]) * (q[..., 0] - a[..., 0]))
+
+    def crosses(a, b, q, r):
+        return (orient(a, b, q) * orient(a, b, r) < 0) & (orient(q, r, a) * orient(q, r, b) < 0)
+
+    bow = crosses(p[0], p[1], p[2], p[3]) | crosses(p[1], p[2], p[3], p[0])
+    assert bow.sum() >= 6
+
+
+@pytest.mark.parametrize("method", ["grid", "particle"])
+@pytest.mark.parametrize("channels", [4, 17])
+def test_noise_warper_gpu_matches_cpu(cp, method, channels):
+    """Chained frames through NoiseWarper(device='gpu') on the fake CuPy."""
+    h, w, steps = 10, 12, 4
+    maps = [swirl(corners(h, w), h, w, 0.5, 0.7, phase=t) for t in range(steps)]
+    gpu = cupy_core.NoiseWarper((h, w), channels, method=method, seed=9, device="gpu")
+    assert gpu.device == "gpu"
+    for pos in maps:
+        out = gpu.step(pos)
+        assert isinstance(out, cp.ndarray)
+
+    def cpu_run():
+        cpu = cupy_core.NoiseWarper((h, w), channels, method=method, seed=9, device="cpu")
+        for pos in maps:
+            cpu.step(pos)
+        return cpu.noise
+
+    _compare_to_numpy(gpu.noise.get(), cpu_run)
+
+
+def test_buffer_reinterpretation_is_only_D(cp):
+    """The only argument whose dtype differs from the kernel's pointer type is the
+    uint64 T_fx buffer passed as ``const double* D`` to gather (written in place by
+    the remainder pass)."""
+    pos = swirl(corners(8, 9), 8, 9)
+    for method in ("grid", "particle"):
+        cupy_core.warp(cp.asarray(_prior((8, 9), 3, 0)), cp.asarray(pos), method=method)
+        mod = _cuda._modules[f"{method}2d.cu"]
+        assert mod.reinterpretations == {(f"{method}2d_gather", "D", "uint64", "double")}
+
+
+def test_cuda_options_disable_fma():
+    """The 1e-5 agreement (and the kernels' comments) rely on --fmad=false."""
+    assert "--fmad=false" in _cuda.OPTIONS
+
+
+# A near-integer translation leaves a sliver of area (or weight) below the 2^-32
+# fixed-point resolution of S_k in the last source column: S_fx rounds to 0 although
+# the source has a piece. bridge_remainder (bridge.cuh) then returns early without
+# writing D for that source, so gather reads the raw uint64 bits of T_fx as a double:
+# NaN in every channel where T < 0.
+@pytest.mark.xfail(strict=True, reason="bridge.cuh bridge_remainder leaves D unwritten "
+                   "where the fixed-point S_k rounds to 0 but the source has pieces: NaN; "
+                   "remove this mark once fixed")
+@pytest.mark.parametrize("method", ["grid", "particle"])
+@pytest.mark.parametrize("eps", [1e-12, 1e-10])
+def test_near_integer_translation_sliver(cp, method, eps):
+    h, w = 6, 8
+    pos = corners(h, w) + np.array([-(1.0 - eps), 0.0])
+    _compare(cp, _prior((h, w), 4, 0), pos, method, "corners", seed=1, frame=0)
+
+
+# ----------------------------------------------------------------------------- white noise
+
+@pytest.mark.parametrize("channels", CHANNELS)
+@pytest.mark.parametrize("shape,seed,frame", [((37, 53), 12, 3), ((1, 1), 0, 0),
+                                              ((5, 6, 7), 2 ** 63 + 5, -2),
+                                              ((300, 2), -1, 2 ** 40 + 1)])
+def test_white_noise_same_bits(cp, shape, channels, seed, frame):
+    """Bit-for-bit: the float64 normals may differ by an ulp or two between libms (see
+    test_normals4_matches_rng), which changes a float32 rounding with probability
+    ~1e-11 per value; in practice the float32 bits agree."""
+    a = cupy_core.white_noise(shape, channels, seed=seed, frame=frame)
+    b = cupy_core.white_noise(shape, channels, seed=seed, frame=frame, xp=cp)
+    assert isinstance(b, cp.ndarray) and b.dtype == np.float32 and b.shape == a.shape
+    np.testing.assert_array_equal(b.get(), a)
+
+
+# ----------------------------------------------------------------------------- philox
+
+@pytest.fixture(scope="module")
+def probe(cp):
+    return cp.RawModule(code=_cuda.source(PROBE))
+
+
+def _run(cp, kernel, n, *args):
+    kernel(((n + 255) // 256,), (256,), (np.int64(n),) + args)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 0xDEADBEEF_0BADF00D])
+def test_philox_matches_rng(cp, probe, seed):
+    r = np.random.default_rng(seed % 2 ** 32)
+    n = 5000
+    ctr = r.integers(0, 2 ** 32, (n, 4), dtype=np.uint64).astype(np.uint32)
+    ctr[:4] = [[0, 0, 0, 0], [0xFFFFFFFF] * 4, [1, 2, 3, 4], [0xFFFFFFFF, 0, 0xFFFFFFFF, 0]]
+    k0, k1 = rng.seed_key(seed)
+    out = cp.zeros((n, 4), np.uint32)
+    _run(cp, probe.get_function("probe_philox"), n, cp.asarray(ctr), np.uint32(k0), np.uint32(k1), out)
+    ref = np.stack(rng.philox4x32_10(ctr[:, 0], ctr[:, 1], ctr[:, 2], ctr[:, 3], k0, k1), axis=1)
+    np.testing.assert_array_equal(out.get(), ref)
+
+
+def test_philox_known_answer(cp, probe):
+    """Random123's known-answer vector, through the CUDA code."""
+    ctr = cp.asarray(np.array([[0x243F6A88, 0x85A308D3, 0x13198A2E, 0x03707344]], np.uint32))
+    out = cp.zeros((1, 4), np.uint32)
+    _run(cp, probe.get_function("probe_philox"), 1, ctr, np.uint32(0xA4093822), np.uint32(0x299F31D0), out)
+    assert out.get()[0].tolist() == [0xD16CFE09, 0x94FDCCEB, 0x5001E420, 0x24126EA1]
+
+
+@pytest.mark.parametrize("stream", [rng.STREAM_WHITE, rng.STREAM_PIECE,
+                                    rng.STREAM_REMAINDER, rng.STREAM_FRESH])
+def test_normals4_matches_rng(cp, probe, stream):
+    """normals4 / normal_at equal rng.normals to a few ulps (glibc's log/sin/cos here,
+    NumPy's SIMD ones there: measured at most 2 ulp apart, ~0.2% of values not
+    bit-identical)."""
+    r = np.random.default_rng(stream)
+    n, groups = 4000, 5
+    seed, frame = 77 + (stream << 40), (stream * 0x9E3779B9) & 0xFFFFFFFF
+    k0, k1 = rng.seed_key(seed)
+    c0 = r.integers(0, 2 ** 32, n, dtype=np.uint64)
+    c1 = r.integers(0, 2 ** 32, n, dtype=np.uint64)
+    c1[:3] = 0xFFFFFFFF
+    ref = rng.normals(c0, c1, stream, 4 * groups, frame, seed)          # (n, 4 * groups)
+    got = np.empty_like(ref)
+    for g in range(groups):
+        ctr = np.stack([c0, c1, np.full(n, stream), np.full(n, g), np.full(n, frame)], 1).astype(np.uint32)
+        out = cp.empty((n, 4), np.float64)
+        _run(cp, probe.get_function("probe_normals4"), n, cp.asarray(ctr), np.uint32(k0), np.uint32(k1), out)
+        got[:, 4 * g:4 * g + 4] = out.get()
+    ulp = np.abs(got - ref) / np.spacing(np.abs(ref))
+    assert ulp.max() <= 4, ulp.max()
+    assert (got == ref).mean() > 0.99
+    # normal_at picks channel ch of group ch // 4
+    ch = r.integers(0, 4 * groups, n)
+    ctr = np.stack([c0, c1, np.full(n, stream), ch, np.full(n, frame)], 1).astype(np.uint32)
+    out = cp.empty(n, np.float64)
+    _run(cp, probe.get_function("probe_normal_at"), n, cp.asarray(ctr), np.uint32(k0), np.uint32(k1), out)
+    np.testing.assert_array_equal(out.get(), got[np.arange(n), ch])
+
+
+def test_fixed_point_round_half_even(cp, probe):
+    """to_fixed (the shim's __double2ll_rn) rounds to nearest even and wraps negatives
+    to two's complement; from_fixed inverts it."""
+    scale = 2.0 ** 32
+    v = np.array([0.5, 1.5, 2.5, -0.5, -1.5, 1e-12, -3.25, 0.75, 123.456, -1e-3]) / scale
+    v = np.concatenate([v, np.random.default_rng(0).standard_normal(100) * 10])
+    n = v.size
+    fixed = cp.zeros(n, np.uint64)
+    back = cp.zeros(n, np.float64)
+    _run(cp, probe.get_function("probe_fixed"), n, cp.asarray(v), np.float64(scale), fixed, back)
+    want = np.rint(v * scale).astype(np.int64)
+    np.testing.assert_array_equal(fixed.get().view(np.int64), want)
+    np.testing.assert_array_equal(back.get(), want / scale)
+
+
+# ----------------------------------------------------------------------------- the harness
+
+def test_launch_arguments_are_checked(cp, probe):
+    """The emulator rejects what would silently go wrong on a GPU."""
+    k = probe.get_function("probe_philox")
+    ctr = cp.zeros((4, 4), np.uint32)
+    out = cp.zeros((4, 4), np.uint32)
+    ok = (np.int64(4), ctr, np.uint32(1), np.uint32(2), out)
+    k((1,), (32,), ok)
+    bad = {
+        "host array": (np.int64(4), np.zeros((4, 4), np.uint32), np.uint32(1), np.uint32(2), out),
+        "int32 for long long": (np.int32(4), ctr, np.uint32(1), np.uint32(2), out),
+        "wrong pointee dtype": (np.int64(4), cp.zeros((4, 4), np.float64), np.uint32(1), np.uint32(2), out),
+        "non-contiguous": (np.int64(4), cp.zeros((4, 8), np.uint32)[:, ::2], np.uint32(1), np.uint32(2), out),
+        "float for unsigned int": (np.int64(4), ctr, np.float32(1), np.uint32(2), out),
+        "too few": (np.int64(4), ctr, np.uint32(1), out),
+    }
+    for what, args in bad.items():
+        with pytest.raises(emulate.EmulationError):
+            k((1,), (32,), args)
+            pytest.fail(what)
+
+
+def test_out_of_bounds_write_is_caught(cp, probe):
+    k = probe.get_function("probe_philox")
+    ctr = cp.zeros((8, 4), np.uint32)
+    out = cp.zeros((4, 4), np.uint32)   # n = 8 rows written into 4
+    with pytest.raises(emulate.EmulationError, match="outside"):
+        k((1,), (32,), (np.int64(8), ctr, np.uint32(1), np.uint32(2), out))
+
+
+def test_fixture_restores_cupy_and_cache():
+    before = sys.modules.get("cupy")
+    cache = dict(_cuda._modules)
+    with fake_cupy.installed() as cp:
+        assert sys.modules["cupy"] is cp
+        cupy_core.white_noise((2, 2), 1, xp=cp)
+        assert "white.cu" in _cuda._modules
+    assert sys.modules.get("cupy") is before
+    assert _cuda._modules == cache
