@@ -11,6 +11,8 @@
 #define S_SCALE 4294967296.0       // 2^32: areas, up to 2^31 per source
 #define T_SCALE 1099511627776.0    // 2^40: piece sums, |T| < 2^23
 #define GATHER_CHUNK 16            // channels accumulated per geometry pass in gather
+// A remainder this small is below the resolution of the area sums: not drawn.
+#define REST_EPS 5.9604644775390625e-08   // 2^-24
 
 struct BridgeKey {
     unsigned int k0, k1, frame;
@@ -60,9 +62,14 @@ __device__ void bridge_sum_pieces(const Geom& g, long long p, const unsigned lon
 __device__ void bridge_remainder(long long k, const float* prior, const unsigned long long* S_fx,
                                  unsigned long long* T_fx, BridgeKey key) {
     double S = from_fixed(S_fx[k], S_SCALE);
-    if (!(S > 0.0)) return;
     const int C = key.channels;
+    if (!(S > 0.0)) {
+        // No piece, or only pieces below the fixed-point resolution: D = 0, as bridge.py.
+        for (int c = 0; c < C; ++c) ((double*)T_fx)[k * C + c] = 0.0;
+        return;
+    }
     double rest = key.normalise_all ? 0.0 : fmax(1.0 - S / fmax(S, 1.0), 0.0);
+    if (rest < REST_EPS) rest = 0.0;
     double sr = sqrt(rest);
     double* D = (double*)T_fx;
     for (int c0 = 0; c0 < C; c0 += 4) {

@@ -23,8 +23,17 @@ def divisor(S, normalise_all):
 
 # Arrays per channel are channel-major here, (C, n), so each channel is contiguous.
 
+# The kernels sum weights in 64-bit fixed point (2^-32 units); so does this path, so
+# that both see the same S_k to the bit (a tiny difference in S would otherwise be
+# magnified by sqrt(1 - S) in the remainder draw).
+S_SCALE = 4294967296.0
+# A remainder below this is under the resolution of those sums: not drawn.
+REST_EPS = 2.0 ** -24
+
+
 def sum_weights(source, weight, n_source):
-    return np.bincount(source, weight, minlength=n_source)
+    fixed = np.rint(weight * S_SCALE)   # half-even, as __double2ll_rn
+    return np.bincount(source, fixed, minlength=n_source) / S_SCALE
 
 
 def scaled_areas(source, weight, S, normalise_all):
@@ -51,7 +60,7 @@ def remainders(prior, T, S, normalise_all, seed, frame):
     if not normalise_all:
         # Only sources not wholly claimed have a remainder to draw.
         rest = np.where(used, np.maximum(1.0 - S / np.maximum(S, 1.0), 0.0), 0.0)
-        k = np.nonzero(rest > 0)[0]
+        k = np.nonzero(rest >= REST_EPS)[0]
         zr = rng.normals_cm(k, 0xFFFFFFFF, rng.STREAM_REMAINDER, channels, frame, seed)
         D[:, k] = prior[:, k] - (T[:, k] + np.sqrt(rest[k]) * zr)
     return D

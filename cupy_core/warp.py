@@ -92,7 +92,7 @@ def partition_record(positions, source_shape, *, method="grid", at="corners"):
     geom, valid = _geometry(method, positions, at)
     t, s, w = _pieces_numpy(method, geom, valid, source_shape)
     if method == "particle":
-        S = bridge.sum_weights(s, w, int(np.prod(source_shape)))
+        S = np.bincount(s, w, minlength=int(np.prod(source_shape)))  # exact, not fixed point
         w = w / S[s]
     return t.astype(np.int64), s.astype(np.int64), w.astype(np.float64)
 

@@ -11,16 +11,14 @@ kernels (one thread per item, no shared memory, integer atomics). Not emulated: 
 GPU's own libm (glibc's log/sin/cos are used) and real concurrency. tests/test_gpu.py
 runs the same comparisons on a real GPU.
 """
-import contextlib
 import os
-import re
 import sys
 
 import numpy as np
 import pytest
 
 import cupy_core
-from cupy_core import _cuda, bridge, rng
+from cupy_core import _cuda, rng
 
 if os.path.dirname(os.path.abspath(__file__)) not in sys.path:  # conftest.py does this too
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -102,45 +100,6 @@ def _prior(shape, channels, seed):
     return np.random.default_rng(seed).standard_normal(shape + (channels,)).astype(np.float32)
 
 
-def _s_scale():
-    with open(os.path.join(_cuda.HERE, "bridge.cuh")) as f:
-        return float(re.search(r"#define\s+S_SCALE\s+([0-9.eE+]+)", f.read()).group(1))
-
-
-@contextlib.contextmanager
-def fixed_point_S():
-    """The NumPy path with S_k summed as the kernels sum it: each weight rounded to
-    a multiple of 1 / S_SCALE (round half to even, as __double2ll_rn), summed exactly.
-    The proposed fix for bridge.py (see KNOWN_S below); a no-op once it is in."""
-    scale = _s_scale()
-    orig = bridge.sum_weights
-
-    def sum_weights(source, weight, n_source):
-        return np.bincount(source, np.rint(np.asarray(weight) * scale), minlength=n_source) / scale
-
-    bridge.sum_weights = sum_weights
-    try:
-        yield
-    finally:
-        bridge.sum_weights = orig
-
-
-# The kernels accumulate S_k in 64-bit fixed point (2^-32 units, DESIGN.md 11); the
-# NumPy path sums the float64 weights. For a source that is wholly covered (S = 1 up
-# to rounding) the two S differ by up to n_pieces * 2^-33 ~ 1e-9, and the grid
-# variant's remainder r = 1 - S then differs by as much: sqrt(r) turns that into a
-# Z_r of standard deviation ~1e-5 on one side and 0 on the other. In the particle
-# variant a source with a tiny total request S (< ~1e-4) gets a = w / S with S off by
-# up to 2^-33 / S relatively. Either way the two paths are both within their own
-# rounding of DESIGN.md 4.2, but they do not agree to 1e-5. Summing S in NumPy as the
-# GPU does (fixed_point_S) makes them agree; until bridge.py does, a comparison that
-# fails only because of this is reported as an expected failure, and any other
-# disagreement fails the test.
-KNOWN_S = ("known: bridge.py sums S_k in float64, the kernels in 2^-32 fixed point; "
-           "sqrt(1 - S) near S = 1, or w / S for a tiny S, amplifies the difference "
-           "(max |gpu - cpu| = {err:.2g}; agrees with S in fixed point)")
-
-
 def _check(cpu, g):
     assert np.isfinite(cpu).all(), "NumPy path gave non-finite values"
     bad = ~np.isfinite(g)
@@ -152,15 +111,9 @@ def _check(cpu, g):
 
 
 def _compare_to_numpy(gpu_result, cpu_fn):
-    """Assert the kernels' result equals the NumPy path's to TOL; see KNOWN_S."""
+    """Assert the kernels' result equals the NumPy path's to TOL."""
     err, where = _check(cpu_fn(), gpu_result)
-    if err <= TOL:
-        return
-    with fixed_point_S():
-        err_fx, where_fx = _check(cpu_fn(), gpu_result)
-    assert err_fx <= TOL, (f"max |gpu - cpu| = {err:.3g} at {where} "
-                           f"({err_fx:.3g} at {where_fx} even with S in fixed point)")
-    pytest.xfail(KNOWN_S.format(err=err))
+    assert err <= TOL, f"max |gpu - cpu| = {err:.3g} at {where}"
 
 
 def _compare(cp, prior, pos, method, at, seed, frame):
@@ -239,11 +192,8 @@ def test_cuda_options_disable_fma():
 # A near-integer translation leaves a sliver of area (or weight) below the 2^-32
 # fixed-point resolution of S_k in the last source column: S_fx rounds to 0 although
 # the source has a piece. bridge_remainder (bridge.cuh) then returns early without
-# writing D for that source, so gather reads the raw uint64 bits of T_fx as a double:
-# NaN in every channel where T < 0.
-@pytest.mark.xfail(strict=True, reason="bridge.cuh bridge_remainder leaves D unwritten "
-                   "where the fixed-point S_k rounds to 0 but the source has pieces: NaN; "
-                   "remove this mark once fixed")
+# writing D for that source, so gather read the raw uint64 bits of T_fx as a double:
+# NaN in every channel where T < 0. Fixed: such sources get D = 0 on both paths.
 @pytest.mark.parametrize("method", ["grid", "particle"])
 @pytest.mark.parametrize("eps", [1e-12, 1e-10])
 def test_near_integer_translation_sliver(cp, method, eps):
