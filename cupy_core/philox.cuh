@@ -13,6 +13,7 @@
 #define STREAM_PIECE 2u
 #define STREAM_REMAINDER 3u
 #define STREAM_FRESH 4u
+#define STREAM_SUBPIXEL 5u   // the upsampling baseline's sub-pixels (upsample.cu)
 
 struct uint4x { unsigned int v[4]; };
 

@@ -6,7 +6,7 @@ so any draw can be recomputed anywhere, in any order, on the CPU or the GPU.
 The counter words mean:
 
 * ``c0, c1``: which cell or piece (for a piece: target index, source index),
-* ``stream``: what the draw is for (white noise, piece, remainder, fresh),
+* ``stream``: what the draw is for (white noise, piece, remainder, fresh, sub-pixel),
 * ``channel // 4``: one Philox block gives four normals, channels 4g..4g+3,
 * ``frame``: the frame being made.
 """
@@ -21,6 +21,7 @@ STREAM_WHITE = 1
 STREAM_PIECE = 2
 STREAM_REMAINDER = 3
 STREAM_FRESH = 4
+STREAM_SUBPIXEL = 5   # the upsampling baseline's sub-pixels (upsample.py)
 
 TWO_M32 = 2.0 ** -32
 TWO_PI = 6.283185307179586

@@ -10,6 +10,7 @@ from .conventions import (METHODS, array_module, centers_to_corners, check_posit
                           check_prior, corners_to_centers)
 from .grid2d import grid2d_pieces
 from .particle2d import particle2d_pieces
+from .upsample import check_factor, upsample_cupy, upsample_numpy, upsample_pieces
 from .white import white_noise
 from ._cuda import gpu_available, i64
 
@@ -39,11 +40,32 @@ def _check_method(method, dims, factor):
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     if method == "upsample":
-        raise NotImplementedError("method='upsample' (the Chang et al. baseline) is not implemented yet")
+        factor = check_factor(factor)
+        if dims != 2:
+            raise NotImplementedError("method='upsample' (the Chang et al. baseline, a "
+                                      "measured comparison) is 2-D only")
+        return factor
     if dims != 2:
         raise NotImplementedError("3-D (voxel) warping is not implemented yet")
     if factor is not None:
         raise ValueError("factor is only used by method='upsample'")
+
+
+def _upsample(prior, positions, at, factor, seed, frame, source_shape, target_shape, channels):
+    """The Chang et al. baseline (upsample.py): the grid variant's quads, N x N
+    sub-pixels per source pixel."""
+    xp = array_module(prior)
+    corners, valid = _geometry("grid", positions, at)
+    if xp is np:
+        flat = prior.astype(np.float32).astype(np.float64).reshape(-1, channels)
+        out = upsample_numpy(flat, corners, source_shape, factor, valid, seed, frame)
+        return out.astype(np.float32).reshape(target_shape + (channels,))
+    valid_arg = (xp.ascontiguousarray(valid, dtype=xp.uint8) if valid is not None
+                 else np.uint64(0))  # a null pointer
+    flat = xp.ascontiguousarray(prior.reshape(-1, channels), dtype=xp.float32)
+    out = upsample_cupy(flat, xp.ascontiguousarray(corners), valid_arg, source_shape, factor,
+                        seed, frame)
+    return out.reshape(target_shape + (channels,))
 
 
 def warp(prior, positions, *, method="grid", seed=0, frame=0, at="corners", factor=None):
@@ -56,7 +78,10 @@ def warp(prior, positions, *, method="grid", seed=0, frame=0, at="corners", fact
     target_shape = check_positions(positions, dims, at)
     if array_module(prior) is not array_module(positions):
         raise ValueError("prior and positions must both be NumPy arrays or both CuPy arrays")
-    _check_method(method, dims, factor)
+    factor = _check_method(method, dims, factor)
+    if method == "upsample":
+        return _upsample(prior, positions, at, factor, seed, frame, source_shape, target_shape,
+                         channels)
     xp = array_module(prior)
     geom, valid = _geometry(method, positions, at)
     n_target = int(np.prod(target_shape))
@@ -77,18 +102,23 @@ def warp(prior, positions, *, method="grid", seed=0, frame=0, at="corners", fact
     return out.reshape(target_shape + (channels,))
 
 
-def partition_record(positions, source_shape, *, method="grid", at="corners"):
+def partition_record(positions, source_shape, *, method="grid", at="corners", factor=None):
     """``(target, source, area)`` as NumPy int64, int64, float64 (DESIGN.md 4.1): flat
     row-major indices and overlap areas before any ``s > 1`` rescaling (particle:
-    ``w / S_k``)."""
+    ``w / S_k``; upsample: ``n_k / N^2``, the share of source k's N x N sub-pixel centres
+    inside R_p, for which DESIGN.md 4.4 item 3 holds as it does for areas)."""
     source_shape = tuple(int(s) for s in source_shape)
     dims = len(source_shape)
     if dims not in (2, 3) or min(source_shape) < 1:
         raise ValueError(f"source_shape must be (Hs, Ws) or (Ds, Hs, Ws), got {source_shape}")
     check_positions(positions, dims, at)
-    _check_method(method, dims, None)
+    factor = _check_method(method, dims, factor)
     if array_module(positions) is not np:
         positions = positions.get()
+    if method == "upsample":
+        corners, valid = _geometry("grid", positions, at)
+        t, s, n = upsample_pieces(corners, source_shape, factor, valid)
+        return t, s, n / float(factor * factor)
     geom, valid = _geometry(method, positions, at)
     t, s, w = _pieces_numpy(method, geom, valid, source_shape)
     if method == "particle":
@@ -104,7 +134,8 @@ class NoiseWarper:
     ``frame``: the number of the first frame (Blender scenes often start at 1).
     """
 
-    def __init__(self, shape, channels, *, method="grid", seed=0, device="auto", frame=0):
+    def __init__(self, shape, channels, *, method="grid", seed=0, device="auto", frame=0,
+                 factor=None):
         if device not in ("auto", "cpu", "gpu"):
             raise ValueError(f"device must be 'auto', 'cpu' or 'gpu', got {device!r}")
         if device == "gpu" and not gpu_available():
@@ -116,7 +147,7 @@ class NoiseWarper:
         else:
             self.xp = np
         shape = tuple(int(s) for s in shape)
-        _check_method(method, len(shape), None)
+        self.factor = _check_method(method, len(shape), factor)
         self.method = method
         self.seed = seed
         self.frame = int(frame)
@@ -133,6 +164,6 @@ class NoiseWarper:
         elif self.xp is np and array_module(positions) is not np:
             positions = positions.get()
         self.noise = warp(self.noise, positions, method=self.method, seed=self.seed,
-                          frame=self.frame + 1, at=at)
+                          frame=self.frame + 1, at=at, factor=self.factor)
         self.frame += 1
         return self.noise

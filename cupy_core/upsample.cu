@@ -1,0 +1,153 @@
+// The baseline: Chang et al. 2024 upsampling-based integral noise (DESIGN.md 5).
+// upsample.py is the readable NumPy reference (same formulas, same order of
+// operations; compiled with --fmad=false so that sub-pixel membership, which hangs on
+// comparisons of computed crossings, is decided identically on both).
+//
+// Two passes, and nothing stored per sub-pixel (each is redrawn from its counter):
+//   upsample_offsets (per source): off_k = X_k / N - mean of the N^2 draws u_s of k
+//   upsample_gather  (per target): Y_p = sum over sub-pixel centres in R_p of
+//                                  (u_s + off_k) / sqrt(count), fresh noise if none
+#include "philox.cuh"
+
+#define UP_CHUNK 16   // channels accumulated per walk over the sub-pixels in gather
+
+struct UpKey {
+    unsigned int k0, k1, frame;
+    int channels;
+    int factor;    // N: N x N sub-pixels per source pixel
+};
+
+__device__ __forceinline__ double up_clamp(double v, double lo, double hi) {
+    return fmin(fmax(v, lo), hi);
+}
+
+__device__ __forceinline__ double up_orient(double ax, double ay, double bx, double by,
+                                            double cx, double cy) {
+    return (bx - ax) * (cy - ay) - (by - ay) * (cx - ax);
+}
+
+__device__ __forceinline__ bool up_crosses(double px, double py, double qx, double qy,
+                                           double rx, double ry, double sx, double sy) {
+    double d1 = up_orient(px, py, qx, qy, rx, ry);
+    double d2 = up_orient(px, py, qx, qy, sx, sy);
+    double d3 = up_orient(rx, ry, sx, sy, px, py);
+    double d4 = up_orient(rx, ry, sx, sy, qx, qy);
+    return (d1 * d2 < 0.0) && (d3 * d4 < 0.0);
+}
+
+// First global sub-pixel column whose centre is at or right of x (as upsample.py).
+__device__ __forceinline__ long long up_col(double x, double Ws, double n, long long cols) {
+    double c = ceil(up_clamp(x, -1.0, Ws + 1.0) * n - 0.5);
+    if (c < 0.0) c = 0.0;
+    if (c > (double)cols) c = (double)cols;
+    return (long long)c;
+}
+
+// Pass 1 (per source): off_k[c] = X_k[c] / N - (sum of the N^2 draws) / N^2.
+extern "C" __global__ void upsample_offsets(long long n_source, const float* prior,
+                                            double* off, UpKey key) {
+    long long k = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+    if (k >= n_source) return;
+    const int C = key.channels;
+    const unsigned int nn = (unsigned int)key.factor * (unsigned int)key.factor;
+    for (int c0 = 0; c0 < C; c0 += 4) {
+        double sum[4] = {0.0, 0.0, 0.0, 0.0};
+        for (unsigned int s = 0; s < nn; ++s) {
+            double z[4];
+            normals4((unsigned int)k, s, STREAM_SUBPIXEL, (unsigned int)(c0 >> 2), key.frame,
+                     key.k0, key.k1, z);
+            for (int q = 0; q < 4; ++q) sum[q] += z[q];
+        }
+        for (int c = c0; c < C && c < c0 + 4; ++c)
+            off[k * C + c] = (double)prior[k * C + c] / (double)key.factor - sum[c - c0] / (double)nn;
+    }
+}
+
+// Pass 2 (per target): the sub-pixel centres inside the warped quad, row by row.
+extern "C" __global__ void upsample_gather(const double* corners, const unsigned char* valid,
+                                           long long H, long long W, long long Hs, long long Ws,
+                                           long long n, const double* off, float* out,
+                                           UpKey key) {
+    long long p = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+    if (p >= n) return;
+    const int C = key.channels;
+    const long long N = key.factor;
+    const double nd = (double)key.factor;
+    const long long cols = Ws * N, rows = Hs * N;
+    bool ok = !(valid && !valid[p]);
+    double qx[4], qy[4];
+    long long gy0 = 0, gy1 = 0;
+    if (ok) {
+        long long i = p / W, j = p % W;
+        const double* c0 = corners + (i * (W + 1) + j) * 2;
+        const double* c3 = corners + ((i + 1) * (W + 1) + j) * 2;
+        double x[4] = {c0[0], c0[2], c3[2], c3[0]};
+        double y[4] = {c0[1], c0[3], c3[3], c3[1]};
+        for (int e = 0; e < 4; ++e)
+            if (!isfinite(x[e]) || !isfinite(y[e])) ok = false;
+        if (ok) {
+            // The grid variant's fail-safe: a bow-tie becomes its convex hull (grid2d.cu).
+            bool bow01 = up_crosses(x[0], y[0], x[1], y[1], x[2], y[2], x[3], y[3]);
+            bool bow12 = !bow01 && up_crosses(x[1], y[1], x[2], y[2], x[3], y[3], x[0], y[0]);
+            qx[0] = x[0]; qy[0] = y[0];
+            qx[1] = bow01 ? x[2] : x[1]; qy[1] = bow01 ? y[2] : y[1];
+            qx[2] = bow01 ? x[1] : (bow12 ? x[3] : x[2]); qy[2] = bow01 ? y[1] : (bow12 ? y[3] : y[2]);
+            qx[3] = bow12 ? x[2] : x[3]; qy[3] = bow12 ? y[2] : y[3];
+            double ymin = fmin(fmin(qy[0], qy[1]), fmin(qy[2], qy[3]));
+            double ymax = fmax(fmax(qy[0], qy[1]), fmax(qy[2], qy[3]));
+            double lo = ceil(up_clamp(ymin, -1.0, (double)Hs + 1.0) * nd - 0.5) - 1.0;
+            double hi = ceil(up_clamp(ymax, -1.0, (double)Hs + 1.0) * nd - 0.5) + 1.0;
+            gy0 = (long long)up_clamp(lo, 0.0, (double)rows);
+            gy1 = (long long)up_clamp(hi, 0.0, (double)rows);
+        }
+    }
+    for (int cb = 0; cb < C; cb += UP_CHUNK) {
+        const int ce = (cb + UP_CHUNK < C) ? cb + UP_CHUNK : C;
+        double acc[UP_CHUNK];
+        for (int c = 0; c < UP_CHUNK; ++c) acc[c] = 0.0;
+        long long count = 0;
+        for (long long gy = gy0; gy < gy1; ++gy) {
+            double yc = ((double)gy + 0.5) / nd;
+            double xs[4];
+            int m = 0;
+            for (int e = 0; e < 4; ++e) {
+                int f = (e + 1) & 3;
+                bool low = qy[e] <= qy[f];   // each edge lower end first
+                double xa = low ? qx[e] : qx[f], ya = low ? qy[e] : qy[f];
+                double xb = low ? qx[f] : qx[e], yb = low ? qy[f] : qy[e];
+                if (ya <= yc && yc < yb) xs[m++] = xa + (yc - ya) * (xb - xa) / (yb - ya);
+            }
+            for (int a = 1; a < m; ++a)      // insertion sort of at most four crossings
+                for (int b = a; b > 0 && xs[b - 1] > xs[b]; --b) {
+                    double t = xs[b]; xs[b] = xs[b - 1]; xs[b - 1] = t;
+                }
+            for (int sp = 0; sp + 1 < m; sp += 2) {
+                long long ga = up_col(xs[sp], (double)Ws, nd, cols);
+                long long gb = up_col(xs[sp + 1], (double)Ws, nd, cols);
+                for (long long gx = ga; gx < gb; ++gx) {
+                    long long k = (gy / N) * Ws + gx / N;
+                    unsigned int s = (unsigned int)((gy % N) * N + gx % N);
+                    for (int c0 = cb; c0 < ce; c0 += 4) {
+                        double z[4];
+                        normals4((unsigned int)k, s, STREAM_SUBPIXEL, (unsigned int)(c0 >> 2),
+                                 key.frame, key.k0, key.k1, z);
+                        for (int c = c0; c < ce && c < c0 + 4; ++c)
+                            acc[c - cb] += z[c - c0] + off[k * C + c];
+                    }
+                    ++count;
+                }
+            }
+        }
+        if (count > 0) {
+            double inv = 1.0 / sqrt((double)count);
+            for (int c = cb; c < ce; ++c) out[p * C + c] = (float)(acc[c - cb] * inv);
+        } else {
+            for (int c0 = cb; c0 < ce; c0 += 4) {
+                double z[4];
+                normals4((unsigned int)p, 0u, STREAM_FRESH, (unsigned int)(c0 >> 2),
+                         key.frame, key.k0, key.k1, z);
+                for (int c = c0; c < ce && c < c0 + 4; ++c) out[p * C + c] = (float)z[c - c0];
+            }
+        }
+    }
+}
