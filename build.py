@@ -1,14 +1,20 @@
 #!/usr/bin/env python3
 """Build, test and demo cupy_core with nothing but Python's standard library.
 
-    python build.py test [--fast] [PYTEST ARGS]   kernels, tests, tests again on NumPy 1.26
-    python build.py demo                          bake the procedural demo into demo_output/
-    python build.py kernels                       compile the .cu kernels with nvcc, if present
+    python build.py test [--fast] [--no-blender] [PYTEST ARGS]
+                                   kernels, tests, tests again on NumPy 1.26, then the
+                                   Blender add-on's tests on bpy 4.2 LTS and bpy 5.0
+    python build.py addon [--dist DIR]   the installable extension zip (dist/)
+    python build.py demo [--procedural]  bake the sample Blender scene through bpy into
+                                   demo_output/ (--procedural: the flow-only demo)
+    python build.py kernels               compile the .cu kernels with nvcc, if present
 
 Virtual environments live in the repository: .venv (the package installed editable
 with its test extras, newest NumPy) and .venv-np126 (the same with NumPy 1.26.4, the
-version Blender's bpy pins). They are made on first use and re-installed when
-pyproject.toml changes.
+version Blender's bpy pins), and .venv-bpy42 / .venv-bpy50 (bpy from PyPI, NumPy < 2,
+OpenEXR, pytest, the package editable) for the add-on. They are made on first use and
+re-installed when pyproject.toml changes. bpy needs some X11/GL system libraries;
+when they are missing and we are root, they are installed with apt-get.
 """
 import argparse
 import hashlib
@@ -17,6 +23,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 import venv
 from pathlib import Path
 
@@ -25,6 +32,28 @@ VENV = ROOT / ".venv"
 VENV_NP126 = ROOT / ".venv-np126"
 NUMPY_126 = "numpy==1.26.4"
 DEMO_OUTPUT = ROOT / "demo_output"
+DIST = ROOT / "dist"
+ADDON = ROOT / "blender_addon"
+# (name, venv, bpy requirement): the oldest and the newest bpy that install on 3.11.
+BPY_ENVS = [("bpy 4.2 LTS", ROOT / ".venv-bpy42", "bpy>=4.2,<4.3"),
+            ("bpy 5.0", ROOT / ".venv-bpy50", "bpy==5.0.1")]
+BPY_EXTRAS = ["numpy<2", "OpenEXR>=3.3", "pytest"]
+OPENEXR = "OpenEXR==3.5.3"
+# Blender extension platform -> pip --platform tags for the OpenEXR wheel.
+WHEEL_PLATFORMS = {
+    "linux-x64": ["manylinux_2_28_x86_64", "manylinux_2_17_x86_64", "manylinux2014_x86_64"],
+    "macos-arm64": ["macosx_11_0_arm64"],
+    "macos-x64": ["macosx_10_15_x86_64"],
+    "windows-x64": ["win_amd64"],
+}
+# shared library -> Debian package, what `import bpy` needs (BLENDER_FACTS 3)
+BPY_SYSTEM_LIBS = {
+    "libGL.so.1": "libgl1", "libGLX.so.0": "libglx0", "libX11.so.6": "libx11-6",
+    "libXext.so.6": "libxext6", "libXfixes.so.3": "libxfixes3", "libXi.so.6": "libxi6",
+    "libXrender.so.1": "libxrender1", "libxkbcommon.so.0": "libxkbcommon0",
+    "libSM.so.6": "libsm6", "libICE.so.6": "libice6", "libxcb.so.1": "libxcb1",
+    "libEGL.so.1": "libegl1",
+}
 NVCC_FLAGS = ["-std=c++17", "-arch=sm_80", "--fmad=false"]
 
 
@@ -124,12 +153,33 @@ def cmd_test(args, extra):
     say("running the tests again with NumPy 1.26")
     describe(python126)
     code126 = run([python126, "-m", "pytest", *pytest_targets(extra), "-q", *extra])
-    say(f"newest NumPy: {'passed' if code == 0 else 'FAILED'}; "
-        f"NumPy 1.26: {'passed' if code126 == 0 else 'FAILED'}")
-    return code or code126
+    summary = [("newest NumPy", code), ("NumPy 1.26", code126)]
+    if not args.no_blender:
+        summary += run_blender_tests(blender_extra(extra))
+    say("; ".join(f"{name}: " + ("not run (see above)" if c is None else
+                                 "passed" if c == 0 else "FAILED") for name, c in summary))
+    return 0 if all(c == 0 for _, c in summary) else 1
+
+
+def blender_extra(extra):
+    """The pytest options (not the core's test paths) for the add-on runs."""
+    return [a for a in extra if a.startswith("-")]
 
 
 def cmd_demo(args, extra):
+    if not args.procedural:
+        name, env, requirement = BPY_ENVS[0]
+        python = ensure_bpy_venv(env, requirement) if ensure_system_libs() else None
+        if python is not None:
+            say(f"running the Blender demo on {name} (sample_scenes/blender_demo.py)")
+            started = time.monotonic()
+            code = run([python, "sample_scenes/blender_demo.py", DEMO_OUTPUT])
+            if code == 0:
+                say(f"demo done in {time.monotonic() - started:.0f} s: {DEMO_OUTPUT}/ has "
+                    "scene.blend, noise_XXXX.npy, preview_XXXX.png, latents.npy, "
+                    "bake.json and demo_preview.png")
+            return code
+        say("bpy is not available: running the procedural demo instead")
     python = ensure_venv(VENV)
     say("running the demo (sample_scenes/demo.py)")
     code = run([python, "sample_scenes/demo.py", "--out", DEMO_OUTPUT])
@@ -139,15 +189,178 @@ def cmd_demo(args, extra):
     return code
 
 
+
+# --------------------------------------------------------------------------- Blender
+
+def ensure_system_libs():
+    """Install the shared libraries bpy needs (Debian/Ubuntu, as root) when missing.
+    Returns True when they are all there."""
+    if not sys.platform.startswith("linux"):
+        return True
+    try:
+        known = subprocess.run(["ldconfig", "-p"], capture_output=True, text=True).stdout
+    except OSError:
+        return True  # cannot tell; let import bpy say
+    missing = sorted({pkg for lib, pkg in BPY_SYSTEM_LIBS.items() if lib not in known})
+    if not missing:
+        return True
+    if os.geteuid() != 0 or shutil.which("apt-get") is None:
+        say("bpy needs these system packages, missing here: " + " ".join(missing)
+            + " (install them, e.g. apt-get install " + " ".join(missing) + ")")
+        return False
+    say("installing system libraries for bpy: " + " ".join(missing))
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    if run(["apt-get", "update", "-qq"], env=env) != 0 or run(
+            ["apt-get", "install", "-y", "-qq", "--no-install-recommends", *missing],
+            env=env) != 0:
+        say("apt-get could not install " + " ".join(missing))
+        return False
+    return True
+
+
+def ensure_bpy_venv(env, bpy_requirement):
+    """A venv with bpy, NumPy < 2, OpenEXR, pytest and the package editable; None
+    (with a message saying why) when it cannot be made."""
+    python = venv_python(env)
+    if not python.exists():
+        say(f"creating virtual environment {env.relative_to(ROOT)}")
+        venv.EnvBuilder(with_pip=True, clear=env.exists()).create(env)
+    wanted = [bpy_requirement, *BPY_EXTRAS]
+    stamp = env / ".cupy_core-installed"
+    digest = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()
+                            + "\n".join(wanted).encode()).hexdigest()
+    if stamp.exists() and stamp.read_text().strip() == digest:
+        say(f"{env.relative_to(ROOT)} is up to date")
+        return python
+    say(f"installing {', '.join(wanted)} and cupy_core (editable) into "
+        f"{env.relative_to(ROOT)} (bpy is a ~500 MB wheel)")
+    cmd = [python, "-m", "pip", "install", "-q", "--disable-pip-version-check",
+           "--progress-bar", "off", *wanted, "-e", "."]
+    if run(cmd) != 0:
+        say(f"could not install {bpy_requirement} into {env.relative_to(ROOT)}: bpy wheels "
+            "exist only for Python 3.11 on Linux x86-64, macOS and Windows, and need "
+            "PyPI access")
+        return None
+    stamp.write_text(digest + "\n")
+    return python
+
+
+def extension_cli(python):
+    """The extension tool shipped in the bpy wheel (``blender_ext.py``)."""
+    out = subprocess.run([str(python), "-c", "import bpy, os; print(os.path.join("
+                          "bpy.utils.system_resource('SCRIPTS'), 'addons_core', 'bl_pkg', "
+                          "'cli', 'blender_ext.py'))"], capture_output=True, text=True)
+    path = Path(out.stdout.strip().splitlines()[-1]) if out.stdout.strip() else None
+    return path if path is not None and path.is_file() else None
+
+
+def build_addon(dist):
+    """Stage blender_addon/ with the cupy_core wheel and OpenEXR wheels, write the
+    manifest's wheels and platforms, validate and build the zip. Returns its path."""
+    python = None
+    for _, env, requirement in BPY_ENVS:
+        python = ensure_bpy_venv(env, requirement) if ensure_system_libs() else None
+        if python is not None:
+            break
+    if python is None:
+        sys.exit("[build] the extension tool comes with bpy, which could not be installed")
+    cli = extension_cli(python)
+    if cli is None:
+        sys.exit("[build] blender_ext.py not found in the bpy wheel")
+    dist = Path(dist).resolve()
+    dist.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        stage = Path(tmp) / "cupy_noise"
+        shutil.copytree(ADDON, stage, ignore=shutil.ignore_patterns(
+            "__pycache__", "*.pyc", "wheels"))
+        wheels = stage / "wheels"
+        wheels.mkdir()
+        pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
+        if run([*pip, "wheel", ".", "--no-deps", "-w", wheels]) != 0:
+            sys.exit("[build] pip wheel . failed")
+        platforms = []
+        for platform, tags in WHEEL_PLATFORMS.items():
+            cmd = [*pip, "download", OPENEXR, "--no-deps", "--only-binary=:all:",
+                   "--python-version", "3.11", "-d", wheels]
+            for tag in tags:
+                cmd += ["--platform", tag]
+            if run(cmd) == 0:
+                platforms.append(platform)
+            else:
+                say(f"no {OPENEXR} wheel for {platform}: platform left out")
+        if not platforms:
+            sys.exit("[build] no OpenEXR wheel could be downloaded")
+        names = sorted(p.name for p in wheels.glob("*.whl"))
+        manifest = stage / "blender_manifest.toml"
+        text = manifest.read_text()
+        lines = ("platforms = [" + ", ".join(f'"{p}"' for p in platforms) + "]\n"
+                 "wheels = [\n" + "".join(f'  "./wheels/{n}",\n' for n in names) + "]\n\n")
+        head, sep, tail = text.partition("[permissions]")
+        manifest.write_text(head + lines + sep + tail)
+        if run([python, cli, "validate", stage]) != 0:
+            sys.exit("[build] the extension manifest does not validate")
+        for old in dist.glob("cupy_noise-*.zip"):
+            old.unlink()
+        if run([python, cli, "build", "--source-dir", stage, "--output-dir", dist]) != 0:
+            sys.exit("[build] building the extension zip failed")
+    zips = sorted(dist.glob("cupy_noise-*.zip"))
+    if not zips:
+        sys.exit("[build] no zip was written")
+    if run([python, cli, "validate", zips[-1]]) != 0:
+        sys.exit("[build] the built zip does not validate")
+    say(f"extension: {zips[-1]} (platforms {', '.join(platforms)}; install with "
+        "Edit > Preferences > Get Extensions > Install from Disk)")
+    return zips[-1]
+
+
+def cmd_addon(args, extra):
+    build_addon(args.dist)
+    return 0
+
+
+def run_blender_tests(extra):
+    """The add-on's tests in each bpy venv; returns [(name, code or None)]."""
+    results = []
+    if not ensure_system_libs():
+        return [(name, None) for name, _, _ in BPY_ENVS]
+    zip_path = None
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, env, requirement in BPY_ENVS:
+            python = ensure_bpy_venv(env, requirement)
+            if python is None:
+                results.append((name, None))
+                continue
+            if zip_path is None:
+                zip_path = build_addon(Path(tmp) / "dist")
+            say(f"running the add-on tests on {name}")
+            describe(python)
+            started = time.monotonic()
+            code = run([python, "-m", "pytest", "tests/blender", "-q", *extra],
+                       env=dict(os.environ, CUPY_NOISE_ADDON_ZIP=str(zip_path)))
+            say(f"{name}: {time.monotonic() - started:.0f} s")
+            results.append((name, code))
+    return results
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     test = sub.add_parser("test", help="compile kernels (if nvcc), run the tests on the "
                                        "newest NumPy and on NumPy 1.26; other arguments "
                                        "go to pytest")
-    test.add_argument("--fast", action="store_true", help="skip the NumPy 1.26 run")
+    test.add_argument("--fast", action="store_true", help="skip the NumPy 1.26 run and "
+                                                         "the Blender runs")
+    test.add_argument("--no-blender", action="store_true",
+                      help="skip the add-on tests on bpy 4.2 and 5.0")
+    addon = sub.add_parser("addon", help="build the Blender extension zip")
+    addon.add_argument("--dist", default=str(DIST), help="output folder (default: dist/)")
+    addon.set_defaults(func=cmd_addon)
     test.set_defaults(func=cmd_test)
-    sub.add_parser("demo", help="bake the demo into demo_output/").set_defaults(func=cmd_demo)
+    demo = sub.add_parser("demo", help="bake the sample Blender scene through bpy into "
+                                       "demo_output/")
+    demo.add_argument("--procedural", action="store_true",
+                      help="the flow-only demo (no bpy): procedural motion")
+    demo.set_defaults(func=cmd_demo)
     sub.add_parser("kernels", help="compile the .cu kernels with nvcc").set_defaults(
         func=cmd_kernels)
     args, extra = parser.parse_known_args(argv)

@@ -83,10 +83,12 @@ def _check_int(name, value, minimum=None):
     return int(value)
 
 
-def _positions_source(positions):
+def _positions_source(positions, need_first=True):
     """``(count, first_item, get)``: how many transitions (None if unknown), the first
-    positions array (None if there is none) and ``get(t)`` for t = 0, 1, 2, ... in
-    order (random access for arrays and sequences, sequential for iterators)."""
+    positions array (None if there is none, or if not ``need_first`` for a sequence:
+    a lazy sequence, such as the Blender add-on's, then computes nothing it will not
+    bake) and ``get(t)`` for t = 0, 1, 2, ... in order (random access for arrays and
+    sequences, sequential for iterators)."""
     if hasattr(positions, "shape") and hasattr(positions, "ndim"):
         if positions.ndim != 4 or positions.shape[-1] != 2:
             raise ValueError("positions must be (T, H, W, 2) (one (H, W, 2) map per "
@@ -95,7 +97,7 @@ def _positions_source(positions):
         return count, (positions[0] if count else None), positions.__getitem__
     if hasattr(positions, "__len__") and hasattr(positions, "__getitem__"):
         count = len(positions)
-        return count, (positions[0] if count else None), positions.__getitem__
+        return count, (positions[0] if count and need_first else None), positions.__getitem__
     iterator = iter(positions)
     try:
         first = next(iterator)
@@ -195,7 +197,7 @@ def bake_flow_sequence(positions, out_dir, *, method="grid", seed=0, channels=4,
         raise ValueError(f"method must be a method name, got {method!r}")
     warp_options = dict(warp_options or {})
 
-    count, first_positions, get_positions = _positions_source(positions)
+    count, first_positions, get_positions = _positions_source(positions, shape is None)
     if shape is None:
         if first_positions is None:
             raise ValueError("no positions to read the frame shape from: pass shape=(H, W)")

@@ -1,0 +1,144 @@
+"""Bake warped noise without the UI, from a checkout or the installed add-on.
+
+    blender -b FILE.blend --python blender_addon/headless.py -- FLAGS
+    python blender_addon/headless.py FILE.blend FLAGS        (bpy from PyPI)
+
+FLAGS: --out DIR [--source vectors|exr] [--exr-path PATH] [--method grid|particle]
+[--channels C] [--seed S] [--frames A-B] [--latent-factor F] [--device auto|cpu|gpu]
+[--background camera|vectors|fresh] [--exr] [--preview] [--no-resume]
+
+Prints progress; exit codes: 0 done, 2 bad input (the message says what), 1 other
+errors, 130 interrupted (rerun the same command to resume).
+"""
+import argparse
+import os
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+
+
+def build_parser(prog):
+    p = argparse.ArgumentParser(prog=prog, description="Bake warped noise from a Blender "
+                                "scene's motion vectors.")
+    p.add_argument("--out", required=True, metavar="DIR", help="output folder "
+                   "(// = relative to the .blend)")
+    p.add_argument("--source", choices=("vectors", "exr"), default="vectors",
+                   help="vectors: render the Vector/Depth passes (Cycles, 1 sample); "
+                        "exr: read a multilayer EXR sequence (--exr-path)")
+    p.add_argument("--exr-path", default="", metavar="PATH",
+                   help="EXR sequence: a folder, or a path with # for the frame number")
+    p.add_argument("--method", choices=("grid", "particle"), default="grid")
+    p.add_argument("--channels", type=int, default=4, metavar="C")
+    p.add_argument("--seed", type=int, default=0, metavar="S")
+    p.add_argument("--frames", default=None, metavar="A-B",
+                   help="frame range (default: the scene's)")
+    p.add_argument("--latent-factor", type=int, default=8, metavar="F")
+    p.add_argument("--device", choices=("auto", "cpu", "gpu"), default="auto")
+    p.add_argument("--background", choices=("camera", "vectors", "fresh"), default="camera",
+                   help="rule for pixels without geometry (default: camera)")
+    p.add_argument("--exr", action="store_true", help="also write noise_XXXX.exr")
+    p.add_argument("--preview", action="store_true", help="also write preview_XXXX.png")
+    p.add_argument("--no-resume", action="store_true",
+                   help="discard an earlier bake in DIR instead of resuming it")
+    return p
+
+
+def parse_frames(text):
+    import re
+    m = re.fullmatch(r"\s*(-?\d+)\s*(?:-|\.\.|:)\s*(-?\d+)\s*", text or "")
+    if m is None:
+        m1 = re.fullmatch(r"\s*(-?\d+)\s*", text or "")
+        if m1 is None:
+            raise ValueError(f"--frames must be A-B (for example 1-48), got {text!r}")
+        return int(m1.group(1)), int(m1.group(1))
+    a, b = int(m.group(1)), int(m.group(2))
+    if b < a:
+        raise ValueError(f"--frames {text}: the last frame is before the first")
+    return a, b
+
+
+def _import_addon():
+    """The add-on package and cupy_core, from the checkout if this file is in one."""
+    if os.path.isdir(os.path.join(ROOT, "cupy_core")) and ROOT not in sys.path:
+        sys.path.insert(0, ROOT)
+    pkg = __package__
+    if pkg:  # imported as part of the (installed) add-on
+        import importlib
+        return importlib.import_module(pkg)
+    if ROOT not in sys.path:
+        sys.path.insert(0, ROOT)
+    import blender_addon
+    return blender_addon
+
+
+def main(argv=None, blend_file=None):
+    in_blender = "bpy" in sys.modules and blend_file is None and argv is None
+    if argv is None:
+        if in_blender:
+            argv = sys.argv[sys.argv.index("--") + 1:] if "--" in sys.argv else []
+        else:
+            argv = sys.argv[1:]
+    prog = ("blender -b FILE.blend --python headless.py --" if in_blender
+            else "python headless.py FILE.blend")
+    parser = build_parser(prog)
+    if not in_blender and blend_file is None:
+        if not argv or argv[0].startswith("-"):
+            parser.print_usage(sys.stderr)
+            print("error: give the .blend file first", file=sys.stderr)
+            return 2
+        blend_file, argv = argv[0], argv[1:]
+    args = parser.parse_args(argv)
+    try:
+        import bpy
+    except ImportError as exc:
+        print(f"error: cannot import bpy ({exc}): run inside Blender, or pip install bpy",
+              file=sys.stderr)
+        return 2
+    addon = _import_addon()
+    from importlib import import_module
+    bake = import_module(addon.__name__ + ".bake")
+
+    try:
+        if blend_file is not None:
+            if not os.path.isfile(blend_file):
+                raise bake.BakeError(f"blend file {blend_file!r} not found")
+            bpy.ops.wm.open_mainfile(filepath=os.path.abspath(blend_file))
+        scene = bpy.context.scene
+        start, end = parse_frames(args.frames) if args.frames else (None, None)
+        settings = bake.BakeSettings(
+            out_dir=args.out, source=args.source, exr_path=args.exr_path,
+            method=args.method, seed=args.seed, channels=args.channels,
+            latent_factor=args.latent_factor, device=args.device, exr=args.exr,
+            preview=args.preview, frame_start=start, frame_end=end,
+            background=args.background, resume=not args.no_resume)
+        t0 = time.monotonic()
+
+        def progress(done, total, frame):
+            print(f"[noise] frame {frame}: {done}/{total} done "
+                  f"({time.monotonic() - t0:.1f} s)", flush=True)
+
+        result = bake.run_bake(scene, settings, bpy.context.view_layer, progress=progress)
+    except KeyboardInterrupt:
+        print(f"\ninterrupted: every file in {args.out} is whole; rerun to resume",
+              file=sys.stderr)
+        return 130
+    except (bake.BakeError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    kept = f" ({result.resumed_frames} resumed)" if result.resumed_frames else ""
+    print(f"[noise] wrote {len(result.frames)} frames{kept} of {result.noise_shape} noise, "
+          f"latents {result.latents_shape}, to {result.out_dir}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    code = main()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    if code:
+        sys.exit(code)

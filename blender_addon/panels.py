@@ -1,0 +1,48 @@
+"""The panel in Output properties."""
+import bpy
+
+
+class CUPYNOISE_PT_bake(bpy.types.Panel):
+    bl_label = "Warped Noise"
+    bl_space_type = "PROPERTIES"
+    bl_region_type = "WINDOW"
+    bl_context = "output"
+
+    def draw(self, context):
+        from .bake import device_info
+        s = context.scene.cupy_noise
+        layout = self.layout
+        layout.use_property_split = True
+        layout.prop(s, "source")
+        if s.source == "exr":
+            layout.prop(s, "exr_path")
+        layout.prop(s, "background")
+        layout.prop(s, "method")
+        layout.prop(s, "seed")
+        layout.prop(s, "channels")
+        layout.prop(s, "latent_factor")
+        layout.prop(s, "out_dir")
+        layout.prop(s, "device")
+        info = device_info()
+        row = layout.row()
+        row.alignment = "RIGHT"
+        row.label(text=(f"GPU: {info['gpu']} (CuPy {info['cupy']})" if info["gpu"]
+                        else f"CPU only: {info['error']}"))
+        col = layout.column(heading="Formats")
+        col.label(text="noise_XXXX.npy, latents.npy, bake.json")
+        col.prop(s, "write_exr")
+        col.prop(s, "write_preview")
+        layout.operator("cupy_noise.bake", icon="RENDER_ANIMATION")
+
+
+classes = (CUPYNOISE_PT_bake,)
+
+
+def register():
+    for c in classes:
+        bpy.utils.register_class(c)
+
+
+def unregister():
+    for c in reversed(classes):
+        bpy.utils.unregister_class(c)

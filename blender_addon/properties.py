@@ -1,0 +1,68 @@
+"""Scene settings of the noise bake (``scene.cupy_noise``)."""
+import bpy
+from bpy.props import (BoolProperty, EnumProperty, IntProperty, PointerProperty,
+                       StringProperty)
+
+
+class CupyNoiseSettings(bpy.types.PropertyGroup):
+    source: EnumProperty(
+        name="Source", default="vectors",
+        items=[("vectors", "Render Vectors", "Render the Vector and Depth passes with "
+                "Cycles (1 sample) for every frame, into a temporary file"),
+               ("exr", "EXR Sequence", "Read a multilayer EXR sequence already rendered "
+                "with the Vector pass (and Depth, for disocclusion)")])
+    exr_path: StringProperty(name="EXR Sequence", subtype="FILE_PATH", default="",
+                             description="Folder of .exr files, or a path with # for the "
+                                         "frame number")
+    method: EnumProperty(
+        name="Method", default="grid",
+        items=[("grid", "Grid", "Exact overlaps of each warped pixel (best quality)"),
+               ("particle", "Particle", "Bilinear splats of warped pixel centres")])
+    seed: IntProperty(name="Seed", default=0, min=0)
+    channels: IntProperty(name="Channels", default=4, min=1, soft_max=16,
+                          description="Noise channels (4 for Stable Diffusion latents)")
+    latent_factor: IntProperty(name="Latent Factor", default=8, min=1, soft_max=16,
+                               description="latents.npy pools the noise by this factor")
+    out_dir: StringProperty(name="Output Folder", subtype="DIR_PATH", default="//noise/")
+    device: EnumProperty(
+        name="Device", default="auto",
+        items=[("auto", "Auto", "The GPU when CuPy finds one, else the CPU"),
+               ("cpu", "CPU", "NumPy on the CPU"),
+               ("gpu", "GPU", "CuPy on a CUDA GPU")])
+    background: EnumProperty(
+        name="Background", default="camera",
+        items=[("camera", "At Infinity", "Pixels without geometry follow the camera's "
+                "rotation, like distant scenery"),
+               ("vectors", "As Rendered", "Use the Vector pass as is (0: the noise stays "
+                "on the screen)"),
+               ("fresh", "Fresh", "Fresh noise every frame")])
+    write_exr: BoolProperty(name="EXR", default=False,
+                            description="Also write noise_XXXX.exr (all channels)")
+    write_preview: BoolProperty(name="Preview PNG", default=True,
+                                description="Also write preview_XXXX.png and load them "
+                                            "as an image sequence")
+
+    def to_settings(self, **overrides):
+        from .bake import BakeSettings
+        kw = dict(out_dir=self.out_dir, source=self.source, exr_path=self.exr_path,
+                  method=self.method, seed=self.seed, channels=self.channels,
+                  latent_factor=self.latent_factor, device=self.device,
+                  exr=self.write_exr, preview=self.write_preview,
+                  background=self.background)
+        kw.update(overrides)
+        return BakeSettings(**kw)
+
+
+classes = (CupyNoiseSettings,)
+
+
+def register():
+    for c in classes:
+        bpy.utils.register_class(c)
+    bpy.types.Scene.cupy_noise = PointerProperty(type=CupyNoiseSettings)
+
+
+def unregister():
+    del bpy.types.Scene.cupy_noise
+    for c in reversed(classes):
+        bpy.utils.unregister_class(c)
