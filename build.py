@@ -8,9 +8,11 @@
     python build.py demo [--procedural]  bake the sample Blender scene through bpy into
                                    demo_output/ (--procedural: the flow-only demo)
     python build.py kernels               compile the .cu kernels with nvcc, if present
+    python build.py bench [--quick]       speed, memory and quality against the upsampling
+                                   baseline: benchmarks/, BENCHMARKS.md
 
 Virtual environments live in the repository: .venv (the package installed editable
-with its test extras, newest NumPy) and .venv-np126 (the same with NumPy 1.26.4, the
+with its test extras, and the bench extras once `bench` has run; newest NumPy) and .venv-np126 (the same with NumPy 1.26.4, the
 version Blender's bpy pins), and .venv-bpy42 / .venv-bpy50 (bpy from PyPI, NumPy < 2,
 OpenEXR, pytest, the package editable) for the add-on. They are made on first use and
 re-installed when pyproject.toml changes. bpy needs some X11/GL system libraries;
@@ -71,15 +73,15 @@ def venv_python(env):
     return env / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
 
 
-def ensure_venv(env, extra_requirements=()):
-    """Create ``env`` if missing and install the package editable with its test extras
+def ensure_venv(env, extra_requirements=(), extras="test"):
+    """Create ``env`` if missing and install the package editable with its ``extras``
     (plus ``extra_requirements``); skip the install when nothing changed since the last
     one (a stamp file holds a hash of pyproject.toml and the requirements)."""
     python = venv_python(env)
     if not python.exists():
         say(f"creating virtual environment {env.relative_to(ROOT)}")
         venv.EnvBuilder(with_pip=True, clear=env.exists()).create(env)
-    wanted = [".[test]", *extra_requirements]
+    wanted = [f".[{extras}]", *extra_requirements]
     stamp = env / ".cupy_core-installed"
     digest = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()
                             + "\n".join(wanted).encode()).hexdigest()
@@ -87,7 +89,7 @@ def ensure_venv(env, extra_requirements=()):
         say(f"{env.relative_to(ROOT)} is up to date")
         return python
     say(f"installing cupy_core (editable) with {', '.join(wanted[1:]) or 'newest NumPy'} "
-        f"and test extras into {env.relative_to(ROOT)}")
+        f"and the {extras} extras into {env.relative_to(ROOT)}")
     cmd = [python, "-m", "pip", "install", "-q", "--disable-pip-version-check",
            "--progress-bar", "off", "-e", *wanted]
     if run(cmd) != 0:
@@ -188,6 +190,13 @@ def cmd_demo(args, extra):
             "latents.npy, bake.json, comparison.png")
     return code
 
+
+def cmd_bench(args, extra):
+    # matplotlib (the bench extra) draws the convergence plot; the tests do not need it.
+    python = ensure_venv(VENV, extras="test,bench")
+    describe(python)
+    bench_args = (["--quick"] if args.quick else []) + extra
+    return run([python, "-m", "cupy_core.bench", *bench_args])
 
 
 # --------------------------------------------------------------------------- Blender
@@ -363,8 +372,14 @@ def main(argv=None):
     demo.set_defaults(func=cmd_demo)
     sub.add_parser("kernels", help="compile the .cu kernels with nvcc").set_defaults(
         func=cmd_kernels)
+    bench = sub.add_parser("bench", help="speed, memory and quality benchmarks into "
+                                         "benchmarks/ and BENCHMARKS.md; other arguments go "
+                                         "to python -m cupy_core.bench")
+    bench.add_argument("--quick", action="store_true",
+                       help="a small subset in under five minutes, into benchmarks/quick/")
+    bench.set_defaults(func=cmd_bench)
     args, extra = parser.parse_known_args(argv)
-    if extra and args.command != "test":
+    if extra and args.command not in ("test", "bench"):
         parser.error(f"unrecognised arguments: {' '.join(extra)}")
     return args.func(args, extra)
 
