@@ -6,8 +6,13 @@
 FLOWS.npy is ``(T, H, W, 2)`` float: the backward flow ``(dx, dy)`` in pixels at pixel
 centres, x right and y down: pixel (i, j) of frame t + 1 came from
 ``(j + 0.5 + dx, i + 0.5 + dy)`` in frame t. NaN means "no source" (fresh noise).
-Writes frames 0..T to DIR (DESIGN.md 9). Exit codes: 0 done, 2 bad input or output
-folder, 1 other error (disk full...), 130 interrupted (rerun to resume).
+Writes frames 0..T to DIR (DESIGN.md 9).
+
+    python -m cupy_core surface MESH_SEQUENCE --camera CAMERA.json --out DIR [...]
+
+bakes surface noise from a mesh sequence (``cupy_core/surface/cli.py``).
+Exit codes: 0 done, 2 bad input or output folder, 1 other error (disk full...),
+130 interrupted (rerun to resume).
 """
 import argparse
 import sys
@@ -90,6 +95,10 @@ def load_flows(path):
 
 
 def main(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv and argv[0] == "surface":  # python -m cupy_core surface MESHES --camera ...
+        from .surface.cli import main as surface_main
+        return surface_main(argv[1:])
     args = build_parser().parse_args(argv)
     try:
         return _run(args)

@@ -18,7 +18,7 @@ import numpy as np
 from . import io as _io
 from .progress import Progress
 
-__all__ = ["bake_flow_sequence", "flow_positions", "BakeResult", "BakeMismatchError",
+__all__ = ["bake_flow_sequence", "bake_frames", "flow_positions", "BakeResult", "BakeMismatchError",
            "STATUS_IN_PROGRESS", "STATUS_COMPLETE"]
 
 STATUS_IN_PROGRESS = "in progress"
@@ -212,15 +212,69 @@ def bake_flow_sequence(positions, out_dir, *, method="grid", seed=0, channels=4,
         raise ValueError(f"latent factor {latent_factor} is larger than the frame {shape}")
     noise_shape = shape + (channels,)
 
-    out_dir = _io.check_output_dir(out_dir)
-    _io.remove_stale_temporaries(out_dir)
-
-    params = _normalise({
+    params = {
         "source": source, "method": method, "seed": seed, "channels": channels,
         "at": at, "shape": list(shape), "first_frame": first_frame,
         "frame_count": None if count is None else count + 1,
         "latent_factor": latent_factor, "warp_options": warp_options,
-    })
+    }
+
+    def produce(i, previous):
+        if i == 0:
+            return cupy_core.white_noise(shape, channels, seed=seed, frame=first_frame,
+                                         xp=xp)
+        pos = get_positions(i - 1)   # positions[t] makes frame first_frame + t + 1
+        return cupy_core.warp(previous, xp.asarray(pos), method=method, seed=seed,
+                              frame=first_frame + i, at=at, **warp_options)
+
+    return _run_bake(out_dir, params, None if count is None else count + 1,
+                     first_frame, shape + (channels,), latent_factor, produce,
+                     chained=True, preview=preview, resume=resume, progress=progress,
+                     xp=xp)
+
+
+def bake_frames(make_frame, out_dir, *, frame_count, shape, channels=4,
+                latent_factor=1, first_frame=0, source=None, params=None,
+                progress=True, preview=False, resume=True, xp=None):
+    """Bake a sequence whose frames are made independently (not chained): frame
+    ``first_frame + i`` is ``make_frame(i)``, an ``(H, W, C)`` NumPy or CuPy array, for
+    i = 0 .. ``frame_count`` - 1. The same outputs, atomic files, bake.json and resume
+    as ``bake_flow_sequence`` (a resumed bake calls ``make_frame`` only for the frames
+    still missing). ``params`` are extra JSON-able parameters recorded in bake.json
+    and compared on resume (method, seed, texture size...)."""
+    channels = _check_int("channels", channels, 1)
+    latent_factor = _check_int("latent factor", latent_factor, 1)
+    first_frame = _check_int("first frame", first_frame)
+    frame_count = _check_int("frame count", frame_count, 1)
+    shape = tuple(_check_int("frame height and width", n, 1) for n in shape)
+    if len(shape) != 2:
+        raise ValueError(f"shape must be (H, W), got {shape}")
+    if latent_factor > min(shape):
+        raise ValueError(f"latent factor {latent_factor} is larger than the frame {shape}")
+    record = {"source": source, "channels": channels, "shape": list(shape),
+              "first_frame": first_frame, "frame_count": frame_count,
+              "latent_factor": latent_factor}
+    record.update(params or {})
+    return _run_bake(out_dir, record, frame_count, first_frame, shape + (channels,),
+                     latent_factor, lambda i, previous: make_frame(i), chained=False,
+                     preview=preview, resume=resume, progress=progress, xp=xp)
+
+
+def _run_bake(out_dir, params, total, first_frame, noise_shape, latent_factor, produce, *,
+              chained, preview, resume, progress, xp):
+    """The loop shared by both bakes: ``produce(i, previous)`` makes frame
+    ``first_frame + i`` (``previous`` is frame i - 1's noise when ``chained``, else
+    None); ``total`` frames, or None to go until ``produce`` raises StopIteration or
+    IndexError."""
+    import cupy_core
+
+    xp = np if xp is None else xp
+    shape = noise_shape[:2]
+    count = None if total is None else total - 1
+    out_dir = _io.check_output_dir(out_dir)
+    _io.remove_stale_temporaries(out_dir)
+
+    params = _normalise(params)
     bake_path = out_dir / _io.BAKE_JSON_NAME
 
     # --- what is already there
@@ -288,23 +342,23 @@ def bake_flow_sequence(positions, out_dir, *, method="grid", seed=0, channels=4,
                             np.load(noise_path(frame), allow_pickle=False)))
             noise = xp.asarray(noise_np)
         else:
-            noise = cupy_core.white_noise(shape, channels, seed=seed, frame=first_frame,
-                                          xp=xp)
+            noise = produce(0, None)
+            if tuple(noise.shape) != noise_shape:
+                raise ValueError(f"frame {first_frame} has shape {tuple(noise.shape)}, "
+                                 f"the bake's is {noise_shape}")
             write_frame(first_frame, _io._to_numpy(noise))
             frames.append(first_frame)
             bar.update()
 
         t = frames[-1] - first_frame  # positions[t] makes frame first_frame + t + 1
         while count is None or t < count:
+            frame = first_frame + t + 1
             try:
-                pos = get_positions(t)
+                noise = produce(t + 1, noise if chained else None)
             except (StopIteration, IndexError):
                 if count is None:
                     break
                 raise
-            frame = first_frame + t + 1
-            noise = cupy_core.warp(noise, xp.asarray(pos), method=method, seed=seed,
-                                   frame=frame, at=at, **warp_options)
             if tuple(noise.shape) != noise_shape:
                 raise ValueError(f"positions for frame {frame} give a frame of shape "
                                  f"{tuple(noise.shape)}, the bake's is {noise_shape}")
@@ -316,7 +370,7 @@ def bake_flow_sequence(positions, out_dir, *, method="grid", seed=0, channels=4,
     # --- latents and the final record
     latents_path = out_dir / _io.LATENTS_NAME
     latents_shape = (len(frames), shape[0] // latent_factor, shape[1] // latent_factor,
-                     channels)
+                     noise_shape[2])
     if already_complete and latents_path.exists():
         record = old
     else:
