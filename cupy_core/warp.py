@@ -9,7 +9,9 @@ from . import bridge
 from .conventions import (METHODS, array_module, centers_to_corners, check_positions,
                           check_prior, corners_to_centers)
 from .grid2d import grid2d_pieces
+from .grid3d import grid3d_pieces
 from .particle2d import particle2d_pieces
+from .particle3d import particle3d_pieces
 from .upsample import check_factor, upsample_cupy, upsample_numpy, upsample_pieces
 from .white import white_noise
 from ._cuda import gpu_available, i64
@@ -31,6 +33,10 @@ def _geometry(method, positions, at):
 
 
 def _pieces_numpy(method, geom, valid, source_shape):
+    if len(source_shape) == 3:
+        if method == "grid":
+            return grid3d_pieces(geom, source_shape, valid)
+        return particle3d_pieces(geom, source_shape, valid)
     if method == "grid":
         return grid2d_pieces(geom, source_shape, valid)
     return particle2d_pieces(geom, source_shape, valid)
@@ -45,8 +51,6 @@ def _check_method(method, dims, factor):
             raise NotImplementedError("method='upsample' (the Chang et al. baseline, a "
                                       "measured comparison) is 2-D only")
         return factor
-    if dims != 2:
-        raise NotImplementedError("3-D (voxel) warping is not implemented yet")
     if factor is not None:
         raise ValueError("factor is only used by method='upsample'")
 
@@ -69,7 +73,8 @@ def _upsample(prior, positions, at, factor, seed, frame, source_shape, target_sh
 
 
 def warp(prior, positions, *, method="grid", seed=0, frame=0, at="corners", factor=None):
-    """Warp ``prior`` noise by the backward map ``positions``: float32 ``(H, W, C)``.
+    """Warp ``prior`` noise by the backward map ``positions``: float32 ``(H, W, C)``, or
+    ``(D, H, W, C)`` for voxels (``positions`` then ``(x, y, z)``).
 
     See DESIGN.md 8 for the conventions; NaN positions give fresh noise.
     """
@@ -93,11 +98,12 @@ def warp(prior, positions, *, method="grid", seed=0, frame=0, at="corners", fact
         return out.astype(np.float32).reshape(target_shape + (channels,))
     valid_arg = (xp.ascontiguousarray(valid, dtype=xp.uint8) if valid is not None
                  else np.uint64(0))  # a null pointer
-    geom_args = (xp.ascontiguousarray(geom), valid_arg, i64(target_shape[0]), i64(target_shape[1]),
-                 i64(source_shape[0]), i64(source_shape[1]))
+    # Geometry arguments: positions, valid, the target's then the source's shape.
+    geom_args = ((xp.ascontiguousarray(geom), valid_arg)
+                 + tuple(i64(n) for n in target_shape) + tuple(i64(n) for n in source_shape))
     flat = xp.ascontiguousarray(prior.reshape(-1, channels), dtype=xp.float32)
-    cu_file = f"{method}2d.cu"
-    out = bridge.bridge_cupy(cu_file, f"{method}2d", geom_args, flat, n_target,
+    name = f"{method}{dims}d"
+    out = bridge.bridge_cupy(f"{name}.cu", name, geom_args, flat, n_target,
                              normalise_all, seed, frame)
     return out.reshape(target_shape + (channels,))
 
