@@ -1,0 +1,23 @@
+"""Volume noise (no Blender import): 3-D noise carried by object or fluid motion.
+
+* ``grid``: the domain grid (voxel <-> world transforms), rigid/affine backward maps
+  at voxel corners from 4x4 matrices, velocity grids (trilinear sampling, RK2
+  backtrace of corners), velocity sequences on disk, validation;
+* ``bake``: the chained 3-D bake loop (atomic ``noise_XXXX.npy``, bake.json, resume,
+  a per-frame hook for the add-on's OpenVDB writer).
+
+Conventions (DESIGN.md 3): a noise volume is ``(D, H, W, C)``; voxel ``(k, i, j)`` is
+the cube ``x in [j, j+1], y in [i, i+1], z in [k, k+1]`` of *voxel coordinates*
+``(x, y, z)``. A domain's ``voxel_to_world`` (4x4, column vectors) maps voxel
+coordinates to world: ``world = A @ (x, y, z, 1)``. For a Blender box domain the
+voxel x, y, z axes are the object's local X, Y, Z (z up), so no axis is flipped.
+"""
+from .grid import (Domain, VelocityGrid, VolumeInputError, affine_positions,
+                   backtrace_positions, corner_points, load_velocity_frame,
+                   object_positions, rigid_positions, velocity_sequence)
+from .bake import bake_volume_sequence
+
+__all__ = ["Domain", "VelocityGrid", "VolumeInputError", "affine_positions",
+           "backtrace_positions", "corner_points", "load_velocity_frame",
+           "object_positions", "rigid_positions", "velocity_sequence",
+           "bake_volume_sequence"]

@@ -1,0 +1,291 @@
+"""Domain grids, backward maps at voxel corners and velocity grids (no Blender).
+
+Coordinates
+-----------
+*Voxel coordinates* ``(x, y, z)`` of a domain of shape ``(D, H, W)``: voxel
+``(k, i, j)`` (array index ``[k, i, j]``) is the cube ``[j, j+1] x [i, i+1] x
+[k, k+1]``; its corners are the integer points, its centre ``(j+.5, i+.5, k+.5)``.
+``Domain.voxel_to_world`` is a 4x4 matrix (column vectors) with
+``world = A @ (x, y, z, 1)``. A backward map (DESIGN.md 3) gives, for each corner of
+frame f's grid, the voxel coordinates in frame f-1's grid the material came from:
+an array ``(D+1, H+1, W+1, 3)`` of ``(x, y, z)``, what ``cupy_core.warp(...,
+at="corners")`` takes. When the domain itself moves, frame f's corners are placed with
+frame f's ``voxel_to_world`` and the result is expressed with frame f-1's.
+
+Object motion
+-------------
+Noise *attached to an object* with world matrix ``M_f`` (any invertible affine: rigid,
+scaled, sheared) comes from ``M_{f-1} M_f^{-1} p`` for a world point p of frame f.
+``object_positions`` decides which corners follow which object:
+
+* ``follow="all"``: the (single) object's motion drives the whole domain: every corner
+  follows it. The map is affine and injective, so every frame is exactly white.
+* ``follow="inside"``: a corner follows the first object whose local bounding box (at
+  frame f) contains it; other corners are static in world space. Cubes straddling a
+  box boundary get a folded region; the warp's fail-safe keeps them N(0, 1) (possibly
+  correlated with their neighbours along the seam).
+
+Velocity grids
+--------------
+``VelocityGrid``: world-space velocity ``(vx, vy, vz)`` at the voxel *centres* of its
+own grid (``(D, H, W, 3)``, array ``[k, i, j]``) placed by its own ``voxel_to_world``,
+in world units per frame (``units="frame"``) or per second (``units="second"``,
+divided by ``fps``). Sampling is trilinear between centres, edge values extended
+outside. ``backtrace_positions`` traces every corner of frame f back one frame through
+frame f's velocity with the midpoint rule (RK2), in ``substeps`` equal steps.
+"""
+import os
+import re
+
+import numpy as np
+
+__all__ = ["Domain", "VelocityGrid", "VolumeInputError", "corner_points", "affine_positions",
+           "rigid_positions", "object_positions", "backtrace_positions",
+           "load_velocity_frame", "velocity_sequence", "VELOCITY_PREFIX"]
+
+VELOCITY_PREFIX = "velocity"
+
+
+class VolumeInputError(ValueError):
+    """Bad volume input (no domain, a velocity grid of the wrong shape, a missing
+    frame...): the message says what and where."""
+
+
+def _matrix(m, name):
+    m = np.asarray(m, dtype=np.float64)
+    if m.shape != (4, 4) or not np.isfinite(m).all():
+        raise VolumeInputError(f"{name} must be a finite 4x4 matrix, got shape {m.shape}")
+    if abs(np.linalg.det(m[:3, :3])) < 1e-12:
+        raise VolumeInputError(f"{name} is singular (zero scale?)")
+    return m
+
+
+def _apply(m, pts):
+    """4x4 affine ``m`` applied to points ``(..., 3)``."""
+    return pts @ m[:3, :3].T + m[:3, 3]
+
+
+class Domain:
+    """A voxel grid of ``shape`` ``(D, H, W)`` placed in the world by ``voxel_to_world``."""
+
+    def __init__(self, shape, voxel_to_world):
+        shape = tuple(int(n) for n in shape)
+        if len(shape) != 3 or min(shape) < 1:
+            raise VolumeInputError(f"domain shape must be (D, H, W) with each >= 1, got {shape}")
+        self.shape = shape
+        self.voxel_to_world = _matrix(voxel_to_world, "the domain's voxel-to-world matrix")
+
+    @classmethod
+    def from_box(cls, bmin, bmax, resolution, matrix=None):
+        """The grid of a box ``bmin..bmax`` (local coordinates of an object with world
+        ``matrix``; identity if None): ``resolution`` voxels along the longest side,
+        the others in proportion (rounded, at least 1), voxels stretched slightly so
+        they fill the box exactly. Local x -> voxel x (j, W), y -> y (i, H), z -> z (k, D)."""
+        bmin = np.asarray(bmin, np.float64)
+        bmax = np.asarray(bmax, np.float64)
+        ext = bmax - bmin
+        if bmin.shape != (3,) or not np.isfinite(ext).all() or (ext <= 0).any():
+            raise VolumeInputError(f"the domain box must have positive size, got {bmin} .. {bmax}")
+        res = int(resolution)
+        if res < 1:
+            raise VolumeInputError(f"domain resolution must be >= 1, got {resolution}")
+        n = np.maximum(1, np.round(ext / ext.max() * res)).astype(int)  # (nx, ny, nz)
+        local = np.eye(4)
+        local[:3, :3] = np.diag(ext / n)
+        local[:3, 3] = bmin
+        m = np.eye(4) if matrix is None else _matrix(matrix, "the domain's world matrix")
+        return cls((n[2], n[1], n[0]), m @ local)
+
+    @property
+    def world_to_voxel(self):
+        return np.linalg.inv(self.voxel_to_world)
+
+    def corners_world(self):
+        return _apply(self.voxel_to_world, corner_points(self.shape))
+
+    def centers_world(self):
+        return _apply(self.voxel_to_world, corner_points(self.shape)[:-1, :-1, :-1] + 0.5)
+
+    def __repr__(self):
+        return f"Domain(shape={self.shape})"
+
+
+def corner_points(shape):
+    """``(D+1, H+1, W+1, 3)`` float64 voxel coordinates ``(x, y, z) = (j, i, k)``."""
+    d, h, w = (int(n) for n in shape)
+    k, i, j = np.meshgrid(np.arange(d + 1.0), np.arange(h + 1.0), np.arange(w + 1.0),
+                          indexing="ij")
+    return np.stack([j, i, k], axis=-1)
+
+
+def affine_positions(shape, backward):
+    """Corners of ``shape`` mapped by the 4x4 ``backward`` (voxel coords of frame f ->
+    voxel coords of frame f-1)."""
+    return _apply(_matrix(backward, "the backward matrix"), corner_points(shape))
+
+
+def rigid_positions(domain_now, domain_prev, matrix_now, matrix_prev):
+    """Backward positions of noise attached to an object (world matrices ``matrix_now``
+    at f, ``matrix_prev`` at f-1), for the whole domain:
+    ``V_{f-1}^{-1} M_{f-1} M_f^{-1} V_f`` at every corner."""
+    m_now = _matrix(matrix_now, "the object's matrix at frame f")
+    m_prev = _matrix(matrix_prev, "the object's matrix at frame f-1")
+    b = np.linalg.inv(domain_prev.voxel_to_world) @ m_prev @ np.linalg.inv(m_now) @ \
+        domain_now.voxel_to_world
+    return affine_positions(domain_now.shape, b)
+
+
+def object_positions(domain_now, domain_prev, movers, follow="all"):
+    """Backward positions from object motion. ``movers``: a list of ``(matrix_now,
+    matrix_prev, box)`` with ``box`` = ``(bmin, bmax)`` in the object's local
+    coordinates (or None). ``follow``: "all" (the first object drives the whole domain)
+    or "inside" (corners in an object's box at frame f follow it, others stay put in
+    world space). See the module's notes."""
+    if domain_now.shape != domain_prev.shape:
+        raise VolumeInputError(f"the domain's resolution changed between frames: "
+                               f"{domain_prev.shape} -> {domain_now.shape}")
+    if follow not in ("all", "inside"):
+        raise VolumeInputError(f"follow must be 'all' or 'inside', got {follow!r}")
+    movers = list(movers)
+    if not movers:
+        raise VolumeInputError("object motion needs at least one object")
+    if follow == "all":
+        m_now, m_prev, _ = movers[0]
+        return rigid_positions(domain_now, domain_prev, m_now, m_prev)
+    world = domain_now.corners_world()
+    to_prev = np.linalg.inv(domain_prev.voxel_to_world)
+    out = _apply(to_prev, world)                  # static in world
+    taken = np.zeros(world.shape[:-1], bool)
+    for m_now, m_prev, box in movers:
+        m_now = _matrix(m_now, "an object's matrix at frame f")
+        m_prev = _matrix(m_prev, "an object's matrix at frame f-1")
+        local = _apply(np.linalg.inv(m_now), world)
+        if box is None:
+            inside = np.ones(taken.shape, bool)
+        else:
+            lo, hi = (np.asarray(b, np.float64) for b in box)
+            inside = ((local >= lo) & (local <= hi)).all(axis=-1)
+        sel = inside & ~taken
+        out[sel] = _apply(to_prev @ m_prev, local[sel])
+        taken |= sel
+    return out
+
+
+class VelocityGrid:
+    """World velocity at the voxel centres of a grid (see the module's notes)."""
+
+    def __init__(self, data, voxel_to_world, *, units="frame", fps=None):
+        data = np.asarray(data)
+        if data.ndim != 4 or data.shape[-1] != 3 or min(data.shape[:3]) < 1:
+            raise VolumeInputError(f"a velocity grid must be (D, H, W, 3), got shape "
+                                   f"{tuple(data.shape)}")
+        if not np.issubdtype(data.dtype, np.floating):
+            raise VolumeInputError(f"a velocity grid must be floating point, got {data.dtype}")
+        if not np.isfinite(data).all():
+            raise VolumeInputError("the velocity grid has non-finite values")
+        data = data.astype(np.float64)
+        if units == "second":
+            if fps is None or not fps > 0:
+                raise VolumeInputError(f"velocity in units per second needs fps > 0, got {fps}")
+            data = data / float(fps)
+        elif units != "frame":
+            raise VolumeInputError(f"velocity units must be 'frame' or 'second', got {units!r}")
+        self.data = data
+        self.voxel_to_world = _matrix(voxel_to_world, "the velocity grid's voxel-to-world matrix")
+        self._to_voxel = np.linalg.inv(self.voxel_to_world)
+
+    @property
+    def shape(self):
+        return self.data.shape[:3]
+
+    def sample(self, world):
+        """Trilinear world velocity (per frame) at world points ``(..., 3)``."""
+        u = _apply(self._to_voxel, np.asarray(world, np.float64)) - 0.5  # centre index coords
+        d, h, w = self.shape
+        lim = np.array([w - 1, h - 1, d - 1], np.float64)
+        u = np.clip(u, 0.0, lim)
+        base = np.minimum(np.floor(u).astype(np.int64), np.maximum(lim.astype(np.int64) - 1, 0))
+        t = u - base
+        out = np.zeros(u.shape, np.float64)
+        for dz in (0, 1):
+            kz = np.minimum(base[..., 2] + dz, d - 1)
+            wz = t[..., 2] if dz else 1 - t[..., 2]
+            for dy in (0, 1):
+                iy = np.minimum(base[..., 1] + dy, h - 1)
+                wy = t[..., 1] if dy else 1 - t[..., 1]
+                for dx in (0, 1):
+                    jx = np.minimum(base[..., 0] + dx, w - 1)
+                    wx = t[..., 0] if dx else 1 - t[..., 0]
+                    out += (wz * wy * wx)[..., None] * self.data[kz, iy, jx]
+        return out
+
+
+def backtrace_positions(domain_now, domain_prev, velocity, substeps=1):
+    """Backward positions: each corner of frame f (world, ``domain_now``) traced back
+    one frame through ``velocity`` (a ``VelocityGrid``, frame f's field) with the
+    midpoint rule in ``substeps`` steps, in ``domain_prev``'s voxel coordinates."""
+    if domain_now.shape != domain_prev.shape:
+        raise VolumeInputError(f"the domain's resolution changed between frames: "
+                               f"{domain_prev.shape} -> {domain_now.shape}")
+    n = int(substeps)
+    if n < 1:
+        raise VolumeInputError(f"substeps must be >= 1, got {substeps}")
+    p = domain_now.corners_world()
+    dt = 1.0 / n
+    for _ in range(n):
+        mid = p - 0.5 * dt * velocity.sample(p)
+        p = p - dt * velocity.sample(mid)
+    return _apply(np.linalg.inv(domain_prev.voxel_to_world), p)
+
+
+# --------------------------------------------------------------------------- on disk
+
+def load_velocity_frame(path, shape=None):
+    """One velocity frame ``.npy``: ``(D, H, W, 3)`` float, world units (per frame or
+    per second, as the caller says) at voxel centres, array ``[k, i, j]``; ``shape``
+    ``(D, H, W)`` when it must match a domain."""
+    if not os.path.isfile(path):
+        raise VolumeInputError(f"velocity file {path!r} does not exist")
+    try:
+        data = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise VolumeInputError(f"cannot read velocity file {path!r}: {exc}") from None
+    if data.ndim != 4 or data.shape[-1] != 3:
+        raise VolumeInputError(f"velocity file {path!r} has shape {data.shape}; expected "
+                               "(D, H, W, 3): (vx, vy, vz) at each voxel centre")
+    if shape is not None and tuple(data.shape[:3]) != tuple(shape):
+        raise VolumeInputError(f"velocity file {path!r} is {data.shape[:3]} voxels (D, H, W); "
+                               f"the domain is {tuple(shape)}")
+    if not np.issubdtype(data.dtype, np.floating):
+        raise VolumeInputError(f"velocity file {path!r} is {data.dtype}, not floating point")
+    if not np.isfinite(data).all():
+        raise VolumeInputError(f"velocity file {path!r} has non-finite values")
+    return data
+
+
+def velocity_sequence(path, frames):
+    """``{frame: file}`` for a velocity sequence: ``path`` is a folder of
+    ``velocity_XXXX.npy`` (frame number, zero-padded to 4) or a pattern with # (the
+    frame number zero-padded to the count of #). Every frame of ``frames`` must have a
+    file; otherwise ``VolumeInputError`` lists the missing ones."""
+    path = str(path)
+    if not path:
+        raise VolumeInputError("no velocity sequence given (a folder of velocity_XXXX.npy "
+                               "or a path with #)")
+    files = {}
+    if "#" in os.path.basename(path):
+        run = re.search(r"#+", os.path.basename(path)).group(0)
+        files = {f: path.replace(run, f"{f:0{len(run)}d}") for f in frames}
+    elif os.path.isdir(path):
+        for name in os.listdir(path):
+            m = re.fullmatch(VELOCITY_PREFIX + r"_(-?\d+)\.npy", name)
+            if m:
+                files[int(m.group(1))] = os.path.join(path, name)
+    else:
+        raise VolumeInputError(f"velocity sequence {path!r}: not a folder and no # in the name")
+    missing = [f for f in frames if f not in files or not os.path.isfile(files[f])]
+    if missing:
+        raise VolumeInputError(
+            f"velocity sequence {path!r} has no file for frame(s) "
+            f"{', '.join(map(str, missing[:10]))}{' ...' if len(missing) > 10 else ''}")
+    return {f: files[f] for f in frames}
