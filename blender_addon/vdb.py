@@ -1,0 +1,181 @@
+"""OpenVDB files through the ``openvdb`` module bundled in bpy 4.5 and 5.0 (in
+``bpy.utils.resource_path('LOCAL')/python/lib/python3.11/site-packages``, not on
+``sys.path``; BLENDER_FACTS 8). bpy 4.2 has none: ``available()`` then says why and the
+volume bake writes ``.npy`` only. nanobind prints "leaked" warnings at exit: harmless.
+
+Axes. Our noise volume is ``(D, H, W, C)``, array ``[k, i, j]`` = ``[z][y][x]``;
+openvdb's ``copyFromArray``/``copyToArray`` index the numpy array as ``[x][y][z]``
+(index coordinate ``(i, j, k)`` of OpenVDB = our ``(x, y, z)`` = ``(j, i, k)``), so
+arrays are transposed ``(2, 1, 0)`` on the way in and out. OpenVDB voxel values sit at
+integer index points (cell centred), ours at ``(j+.5, i+.5, k+.5)``: the grid transform
+is ``voxel_to_world @ translate(.5, .5, .5)`` (OpenVDB's 4x4 is the row-vector form,
+the transpose of ours). Grids: one FloatGrid per channel, ``noise_0`` .. ``noise_{C-1}``.
+"""
+import os
+import sys
+import tempfile
+
+import numpy as np
+
+_MODULE = None
+_WHY = None
+
+
+def _site_packages():
+    import bpy
+    return os.path.join(bpy.utils.resource_path("LOCAL"), "python", "lib",
+                        f"python{sys.version_info.major}.{sys.version_info.minor}",
+                        "site-packages")
+
+
+def openvdb():
+    """The openvdb module, or None (``why_unavailable()`` says why)."""
+    global _MODULE, _WHY
+    if _MODULE is not None or _WHY is not None:
+        return _MODULE
+    try:
+        import openvdb as vdb  # noqa: F401  (an installed one wins)
+    except ImportError:
+        try:
+            path = _site_packages()
+        except Exception as exc:  # no bpy
+            _WHY = f"the openvdb module is not installed ({exc})"
+            return None
+        if path not in sys.path:
+            sys.path.append(path)
+        try:
+            import openvdb as vdb  # noqa: F811
+        except ImportError:
+            import bpy
+            _WHY = (f"Blender {bpy.app.version_string} does not bundle the openvdb Python "
+                    "module (4.5 and later do): volume noise is written as .npy only")
+            return None
+    _MODULE = vdb
+    return vdb
+
+
+def available():
+    return openvdb() is not None
+
+
+def why_unavailable():
+    openvdb()
+    return _WHY
+
+
+def _need():
+    vdb = openvdb()
+    if vdb is None:
+        raise RuntimeError(_WHY)
+    return vdb
+
+
+def _shift(d):
+    m = np.eye(4)
+    m[:3, 3] = d
+    return m
+
+
+def _transform(vdb, voxel_to_world):
+    m = np.asarray(voxel_to_world, np.float64) @ _shift(0.5)
+    return vdb.createLinearTransform(m.T.tolist())
+
+
+def index_to_world_matrix(grid):
+    """The grid's index -> world map as a 4x4 (column vectors), from ``indexToWorld``."""
+    t = grid.transform
+    o = np.array(t.indexToWorld((0.0, 0.0, 0.0)), np.float64)
+    m = np.eye(4)
+    for a in range(3):
+        e = [0.0, 0.0, 0.0]
+        e[a] = 1.0
+        m[:3, a] = np.array(t.indexToWorld(tuple(e)), np.float64) - o
+    m[:3, 3] = o
+    return m
+
+
+def write_noise_vdb(path, noise, voxel_to_world, prefix="noise"):
+    """Write ``noise`` (D, H, W, C) as one FloatGrid per channel, atomically."""
+    vdb = _need()
+    noise = np.asarray(noise, np.float32)
+    if noise.ndim != 4:
+        raise ValueError(f"noise must be (D, H, W, C), got shape {noise.shape}")
+    grids = []
+    for c in range(noise.shape[3]):
+        g = vdb.FloatGrid(0.0)
+        g.copyFromArray(np.ascontiguousarray(noise[..., c].transpose(2, 1, 0)))
+        g.name = f"{prefix}_{c}"
+        g.transform = _transform(vdb, voxel_to_world)
+        g.gridClass = vdb.GridClass.FOG_VOLUME if hasattr(vdb, "GridClass") else g.gridClass
+        grids.append(g)
+    folder = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix="." + os.path.basename(path) + ".",
+                               suffix=".tmp")
+    os.close(fd)
+    try:
+        vdb.write(tmp, grids, {"cupy_shape": " ".join(map(str, noise.shape))})
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+    return path
+
+
+def read_noise_vdb(path, prefix="noise"):
+    """``(noise (D, H, W, C) float32, voxel_to_world 4x4)`` from ``write_noise_vdb``'s file."""
+    vdb = _need()
+    grids, meta = vdb.readAll(path)
+    shape = tuple(int(n) for n in str(meta["cupy_shape"]).split())
+    by_name = {g.name: g for g in grids}
+    out = np.zeros(shape, np.float32)
+    m = None
+    for c in range(shape[3]):
+        g = by_name.get(f"{prefix}_{c}")
+        if g is None:
+            raise ValueError(f"{path!r} has no grid {prefix}_{c} (grids: {sorted(by_name)})")
+        a = np.zeros((shape[2], shape[1], shape[0]), np.float32)
+        g.copyToArray(a)
+        out[..., c] = a.transpose(2, 1, 0)
+        m = index_to_world_matrix(g) @ _shift(-0.5)
+    return out, m
+
+
+def write_velocity_vdb(path, velocity, voxel_to_world, name="velocity"):
+    """A Vec3SGrid ``name`` from ``velocity`` (D, H, W, 3), world (vx, vy, vz) at voxel
+    centres (the layout of ``cupy_core.volume.VelocityGrid``); for test fixtures."""
+    vdb = _need()
+    v = np.asarray(velocity, np.float32)
+    g = vdb.Vec3SGrid()
+    g.copyFromArray(np.ascontiguousarray(v.transpose(2, 1, 0, 3)))
+    g.name = name
+    g.transform = _transform(vdb, voxel_to_world)
+    vdb.write(path, [g])
+    return path
+
+
+def read_velocity_vdb(path):
+    """``(velocity (D, H, W, 3), voxel_to_world, grid name)`` of the first Vec3 grid whose
+    name contains "vel" (Blender's fluid cache: ``velocity``; the name is not pinned,
+    BLENDER_FACTS 8). Index space: the grid's active bounding box, its minimum corner
+    becomes voxel (0, 0, 0). Raises ValueError naming the grids found otherwise."""
+    vdb = _need()
+    try:
+        grids, _ = vdb.readAll(path)
+    except Exception as exc:
+        raise ValueError(f"cannot read the OpenVDB file {path!r}: {exc}") from None
+    vec = [g for g in grids if "vec3" in g.valueTypeName.lower() and "vel" in g.name.lower()]
+    if not vec:
+        found = ", ".join(f"{g.name} ({g.valueTypeName})" for g in grids) or "none"
+        raise ValueError(f"{path!r} has no Vec3 velocity grid (a name containing 'vel'); "
+                         f"grids found: {found}")
+    g = vec[0]
+    lo, hi = g.evalActiveVoxelBoundingBox()
+    lo, hi = np.array(lo), np.array(hi)
+    if (hi < lo).any():   # empty grid: one zero voxel
+        lo = hi = np.zeros(3, int)
+    n = hi - lo + 1
+    a = np.zeros((n[0], n[1], n[2], 3), np.float32)
+    g.copyToArray(a, tuple(int(x) for x in lo))
+    m = index_to_world_matrix(g) @ _shift(lo.astype(np.float64)) @ _shift(-0.5)
+    return a.transpose(2, 1, 0, 3), m, g.name
