@@ -39,7 +39,8 @@ ADDON = ROOT / "blender_addon"
 # (name, venv, bpy requirement): the oldest and the newest bpy that install on 3.11.
 BPY_ENVS = [("bpy 4.2 LTS", ROOT / ".venv-bpy42", "bpy>=4.2,<4.3"),
             ("bpy 5.0", ROOT / ".venv-bpy50", "bpy==5.0.1")]
-BPY_EXTRAS = ["numpy<2", "OpenEXR>=3.3", "pytest"]
+# trimesh, rtree, pillow: the surface tests compare the add-on with the trimesh route.
+BPY_EXTRAS = ["numpy<2", "OpenEXR>=3.3", "pytest", "trimesh>=4", "rtree", "pillow"]
 OPENEXR = "OpenEXR==3.5.3"
 # Blender extension platform -> pip --platform tags for the OpenEXR wheel.
 WHEEL_PLATFORMS = {

@@ -18,7 +18,7 @@ import numpy as np
 from .readers import vectors as V
 from .render import BakeError, VectorRenderer, check_scene, render_size
 
-SOURCES = ("vectors", "exr")
+SOURCES = ("vectors", "exr", "surface", "geometry")
 METHODS = ("grid", "particle")
 DEVICES = ("auto", "cpu", "gpu")
 
@@ -43,6 +43,7 @@ class BakeSettings:
     frame_end: int = None
     background: str = "camera"        # readers.vectors.BACKGROUND_RULES
     resume: bool = True
+    texture_size: int = 512           # surface source: the texture noise is N x N per object
 
     def check(self):
         if self.source not in SOURCES:
@@ -55,6 +56,8 @@ class BakeSettings:
             raise BakeError(f"background must be one of {V.BACKGROUND_RULES}")
         if int(self.channels) < 1:
             raise BakeError(f"channels must be >= 1, got {self.channels}")
+        if int(self.texture_size) < 1:
+            raise BakeError(f"texture size must be >= 1, got {self.texture_size}")
         if int(self.latent_factor) < 1:
             raise BakeError(f"latent factor must be >= 1, got {self.latent_factor}")
         if self.frame_end < self.frame_start:
@@ -281,6 +284,11 @@ def run_bake(scene, settings, view_layer=None, *, progress=None, cancelled=None,
             _exr_for(out_dir, prev_frame)
 
     frames = range(s.frame_start, s.frame_end + 1)
+    if s.source in ("surface", "geometry"):
+        try:
+            return _mesh_bake(scene, s, out_dir, xp, before, after, progress, main)
+        except cio.OutputError as exc:
+            raise BakeError(str(exc)) from None
     if s.source == "vectors":
         check_scene(scene)
         shape = render_size(scene)
@@ -355,3 +363,99 @@ def load_preview(out_dir, first_frame, name="Warped noise preview"):
     img.source = "SEQUENCE"
     img.reload()
     return img
+
+
+# --------------------------------------------------------------------------- meshes
+
+# The add-on's background setting for the mesh sources: "camera" (At Infinity) and
+# "fresh" keep their meaning; "vectors" (As Rendered) means the noise stays on the
+# screen. A surface bake has no camera rule: off-surface pixels get fresh noise unless
+# "vectors" asks for static screen noise.
+_SURFACE_BACKGROUND = {"camera": "fresh", "fresh": "fresh", "vectors": "static"}
+_GEOMETRY_BACKGROUND = {"camera": "camera", "fresh": "fresh", "vectors": "screen"}
+
+
+def _mesh_bake(scene, s, out_dir, xp, before, after, progress, main):
+    """Sources "surface" (noise in the meshes' UV textures, carried to the screen each
+    frame) and "geometry" (screen noise chained by the meshes' exact motion at pixel
+    corners): evaluated meshes and camera matrices, no render."""
+    from cupy_core.surface.bake import bake_geometry_sequence, bake_surface_sequence
+    from cupy_core.surface.maps import geometry_positions, uv_positions
+
+    from .readers.geometry import render_objects, scene_camera, scene_mesh
+
+    if scene.camera is None:
+        raise BakeError(f"scene {scene.name!r} has no camera: set Scene > Camera")
+    call = main or (lambda fn: fn())
+    shape = render_size(scene)
+    total = s.frame_end - s.frame_start + 1
+    old_frame = scene.frame_current
+
+    def objects():
+        import bpy
+        call(lambda: scene.frame_set(s.frame_start))
+        return call(lambda: render_objects(scene, bpy.context.evaluated_depsgraph_get()))
+
+    obs = objects()
+    cache = {}
+
+    def at(frame):
+        if frame not in cache:
+            def grab():
+                mesh, _ = scene_mesh(scene, frame, obs)
+                return mesh, scene_camera(scene, shape[1], shape[0])
+            cache.clear() if len(cache) > 2 else None
+            cache[frame] = call(grab)
+        return cache[frame]
+
+    source = {"kind": f"blender {s.source}", "scene": scene.name,
+              "camera": scene.camera.name, "objects": [ob.name for ob in obs],
+              "background": s.background}
+    common = dict(shape=shape, method=s.method, seed=int(s.seed), channels=int(s.channels),
+                  latent_factor=int(s.latent_factor), first_frame=s.frame_start,
+                  source=source, progress=False, preview=s.preview, resume=s.resume, xp=xp)
+    if progress is not None:
+        progress(0, total, s.frame_start)
+    try:
+        if s.source == "surface":
+            class Maps:
+                def __getitem__(self, i):
+                    frame = s.frame_start + i
+                    if i > 0:
+                        before(frame)
+                        after(frame - 1)
+                    mesh, cam = at(frame)
+                    if mesh.uv is None or not np.isfinite(mesh.uv).any():
+                        raise BakeError("the surface source needs meshes with a UV map")
+                    return uv_positions(mesh, cam, int(s.texture_size))
+
+            result = bake_surface_sequence(
+                Maps(), out_dir, frame_count=total, texture_size=int(s.texture_size),
+                tiles=max(1, len(obs)), background=_SURFACE_BACKGROUND[s.background],
+                **common)
+        else:
+            class Positions:
+                def __len__(self):
+                    return total - 1
+
+                def __getitem__(self, t):
+                    if not 0 <= t < total - 1:
+                        raise IndexError(t)
+                    frame = s.frame_start + t + 1
+                    before(frame)
+                    prev_mesh, prev_cam = at(frame - 1)
+                    mesh, cam = at(frame)
+                    pos = geometry_positions(mesh, prev_mesh, cam, prev_cam,
+                                             background=_GEOMETRY_BACKGROUND[s.background])
+                    after(frame - 1)
+                    return pos
+
+            result = bake_geometry_sequence(Positions(), out_dir, **common)
+    finally:
+        call(lambda: scene.frame_set(old_frame))
+    if s.exr:
+        for f in result.frames:
+            _exr_for(out_dir, f)
+    if progress is not None:
+        progress(total, total, s.frame_end)
+    return result

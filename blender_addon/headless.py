@@ -3,7 +3,7 @@
     blender -b FILE.blend --python blender_addon/headless.py -- FLAGS
     python blender_addon/headless.py FILE.blend FLAGS        (bpy from PyPI)
 
-FLAGS: --out DIR [--source vectors|exr] [--exr-path PATH] [--method grid|particle]
+FLAGS: --out DIR [--source vectors|exr|surface|geometry] [--texture-size N] [--exr-path PATH] [--method grid|particle]
 [--channels C] [--seed S] [--frames A-B] [--latent-factor F] [--device auto|cpu|gpu]
 [--background camera|vectors|fresh] [--exr] [--preview] [--no-resume]
 
@@ -24,9 +24,14 @@ def build_parser(prog):
                                 "scene's motion vectors.")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder "
                    "(// = relative to the .blend)")
-    p.add_argument("--source", choices=("vectors", "exr"), default="vectors",
+    p.add_argument("--source", choices=("vectors", "exr", "surface", "geometry"),
+                   default="vectors",
                    help="vectors: render the Vector/Depth passes (Cycles, 1 sample); "
-                        "exr: read a multilayer EXR sequence (--exr-path)")
+                        "exr: read a multilayer EXR sequence (--exr-path); surface: noise "
+                        "in the meshes' UV textures; geometry: screen noise moved by the "
+                        "meshes' exact motion (both: no render)")
+    p.add_argument("--texture-size", type=int, default=512, metavar="N",
+                   help="surface: N x N noise texture per mesh (default 512)")
     p.add_argument("--exr-path", default="", metavar="PATH",
                    help="EXR sequence: a folder, or a path with # for the frame number")
     p.add_argument("--method", choices=("grid", "particle"), default="grid")
@@ -112,7 +117,8 @@ def main(argv=None, blend_file=None):
             method=args.method, seed=args.seed, channels=args.channels,
             latent_factor=args.latent_factor, device=args.device, exr=args.exr,
             preview=args.preview, frame_start=start, frame_end=end,
-            background=args.background, resume=not args.no_resume)
+            background=args.background, resume=not args.no_resume,
+            texture_size=args.texture_size)
         t0 = time.monotonic()
 
         def progress(done, total, frame):

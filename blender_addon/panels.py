@@ -16,6 +16,8 @@ class CUPYNOISE_PT_bake(bpy.types.Panel):
         layout.prop(s, "source")
         if s.source == "exr":
             layout.prop(s, "exr_path")
+        if s.source == "surface":
+            layout.prop(s, "texture_size")
         layout.prop(s, "background")
         layout.prop(s, "method")
         layout.prop(s, "seed")

@@ -10,7 +10,14 @@ class CupyNoiseSettings(bpy.types.PropertyGroup):
         items=[("vectors", "Render Vectors", "Render the Vector and Depth passes with "
                 "Cycles (1 sample) for every frame, into a temporary file"),
                ("exr", "EXR Sequence", "Read a multilayer EXR sequence already rendered "
-                "with the Vector pass (and Depth, for disocclusion)")])
+                "with the Vector pass (and Depth, for disocclusion)"),
+               ("surface", "Surface (UV)", "Noise that lives in each mesh's UV texture "
+                "space and sticks to the surface as it moves and deforms (no render)"),
+               ("geometry", "Mesh Motion", "Screen noise warped by the exact motion of "
+                "the evaluated meshes and the camera at pixel corners (no render)")])
+    texture_size: IntProperty(name="Texture Size", default=512, min=1, soft_max=4096,
+                              description="Surface source: the noise texture of each "
+                                          "mesh is N x N pixels")
     exr_path: StringProperty(name="EXR Sequence", subtype="FILE_PATH", default="",
                              description="Folder of .exr files, or a path with # for the "
                                          "frame number")
@@ -48,7 +55,7 @@ class CupyNoiseSettings(bpy.types.PropertyGroup):
                   method=self.method, seed=self.seed, channels=self.channels,
                   latent_factor=self.latent_factor, device=self.device,
                   exr=self.write_exr, preview=self.write_preview,
-                  background=self.background)
+                  background=self.background, texture_size=self.texture_size)
         kw.update(overrides)
         return BakeSettings(**kw)
 

@@ -5,6 +5,9 @@ can be rebuilt with any Blender 4.2+ (bpy from PyPI included):
 
 * ``demo``: objects moving in front of a backdrop, a perspective camera panning
   (rotating) across them, world background visible at the top; 256 x 144, frames 1-24.
+* ``flag``: a waving flag (a subdivided grid with UVs, deformed by a Wave modifier)
+  under a perspective camera that slides and turns; 64 x 48, frames 1-8 (the surface
+  and geometry sources; ``sample_scenes/flag_sequence.py`` is its Blender-free twin).
 * ``shift``: a static orthographic camera, 10 pixels per unit, 64 x 48, a 16 x 16 px
   square moving exactly (dx, dy) pixels per frame (x right, y up) over a backdrop that
   covers the left part of the view; the rest is world background (no geometry).
@@ -114,7 +117,43 @@ def demo_scene(frames=24):
     return scene
 
 
-SCENES = {"demo": demo_scene, "shift": shift_scene}
+def flag_scene(frames=8, width=64, height=48):
+    """See the module doc: the flag spans x in [-1, 1], z in [0, 1.2] (upright, facing
+    -y), waving in y; UVs u along x, v up."""
+    scene = _empty_scene()
+    scene.render.resolution_x, scene.render.resolution_y = width, height
+    scene.frame_start, scene.frame_end = 1, frames
+    bpy.ops.mesh.primitive_grid_add(x_subdivisions=24, y_subdivisions=12, size=1.0,
+                                    calc_uvs=True)
+    ob = bpy.context.active_object
+    ob.name = "Flag"
+    ob.scale = (2.0, 1.2, 1.0)
+    ob.rotation_euler = (math.radians(90), 0.0, 0.0)
+    ob.location = (0.0, 0.0, 0.6)
+    ob.data.materials.append(_material("Flag", (0.8, 0.2, 0.2)))
+    wave = ob.modifiers.new("Wave", "WAVE")
+    wave.use_normal = False
+    wave.height = 1.0
+    wave.width = 0.4
+    wave.speed = 0.08
+    wave.narrowness = 1.0
+    wave.start_position_x = -0.5
+    wave.time_offset = -40.0         # the wave already covers the flag at frame 1
+    wave.use_y = False
+    cam_data = bpy.data.cameras.new("Camera")
+    cam_data.lens = 30
+    cam = bpy.data.objects.new("Camera", cam_data)
+    scene.collection.objects.link(cam)
+    scene.camera = cam
+    _linear_keys(cam, "location", [(-0.3, -3.2, 0.9), (0.3, -3.0, 0.7)], (1, frames))
+    _linear_keys(cam, "rotation_euler", [(math.radians(80), 0.0, math.radians(-4)),
+                                         (math.radians(82), 0.0, math.radians(5))],
+                 (1, frames))
+    scene.frame_set(1)
+    return scene
+
+
+SCENES = {"demo": demo_scene, "shift": shift_scene, "flag": flag_scene}
 
 
 def save(kind, path):

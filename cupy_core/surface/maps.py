@@ -36,12 +36,12 @@ from .raster import corner_points, interpolate, rasterize
 from .uvmap import uv_islands, uv_to_texture
 
 __all__ = ["Mesh", "uv_positions", "geometry_positions", "surface_noise",
-           "texture_noise", "screen_noise", "warp_masked", "SURFACE_KEY",
+           "texture_noise", "screen_noise", "warp_masked", "surface_uv", "SURFACE_KEY",
            "BACKGROUND_RULES", "GEOMETRY_BACKGROUND_RULES"]
 
 SURFACE_KEY = 0                       # the frame word of every texture -> screen warp
 BACKGROUND_RULES = ("fresh", "static")
-GEOMETRY_BACKGROUND_RULES = ("camera", "fresh")
+GEOMETRY_BACKGROUND_RULES = ("camera", "fresh", "screen")
 _SCREEN_WORD = 0xFFFFFFFE             # counter word of the off-surface noise
 
 
@@ -77,7 +77,7 @@ class Mesh:
         if self._islands is None:
             if self.uv is None:
                 raise ValueError("the mesh has no UVs")
-            lab = uv_islands(self.faces, self.uv)
+            lab = uv_islands(self.faces, self.uv, self.vertices)
             if self.tile is not None:   # tiles never share an island
                 lab = lab + self.tile * len(self.faces)
             self._islands = lab
@@ -113,6 +113,8 @@ def uv_from_hits(mesh, face, bary, shape, texture_size):
     isl = np.where(hit, mesh.islands()[np.maximum(face, 0)], -1).reshape(h + 1, w + 1)
     c = [isl[:-1, :-1], isl[:-1, 1:], isl[1:, :-1], isl[1:, 1:]]
     valid = (c[0] >= 0) & (c[0] == c[1]) & (c[0] == c[2]) & (c[0] == c[3])
+    fin = np.isfinite(pos).all(axis=-1)          # a mesh without UVs: no texture
+    valid &= fin[:-1, :-1] & fin[:-1, 1:] & fin[1:, :-1] & fin[1:, 1:]
     return pos, valid
 
 
@@ -122,7 +124,7 @@ def _view_depth(camera, points):
 
 
 def geometry_positions(mesh_now, mesh_prev, cam_now, cam_prev, *, background="camera",
-                       occlusion=True):
+                       occlusion=True, points=None):
     """Backward positions at pixel corners ``(H+1, W+1, 2)`` in the previous frame's
     pixels: the surface point seen at each corner of frame f (rasterised, barycentric
     on its triangle), moved to frame f-1 (same barycentrics on ``mesh_prev``, the same
@@ -131,7 +133,9 @@ def geometry_positions(mesh_now, mesh_prev, cam_now, cam_prev, *, background="ca
     NaN (fresh noise for the pixels around it): a point hidden at f-1 (the frame f-1
     z-buffer, sampled at its old image position, holds a nearer surface), or behind the
     old camera. Corners on no surface follow ``background``: ``"camera"`` (at infinity:
-    the view direction through the old camera, as the vectors source) or ``"fresh"``.
+    the view direction through the old camera, as the vectors source), ``"fresh"``, or
+    ``"screen"`` (it stays on the screen). ``points (N, 2)``: other image points than
+    the corners (then ``(N, 2)`` is returned).
     Old positions outside the old image are kept (the core gives that part fresh
     noise)."""
     if background not in GEOMETRY_BACKGROUND_RULES:
@@ -140,7 +144,7 @@ def geometry_positions(mesh_now, mesh_prev, cam_now, cam_prev, *, background="ca
         raise ValueError("frames f and f-1 must have the same topology (vertex and "
                          "triangle counts)")
     h, w = cam_now.shape
-    pts = corner_points((h, w)).reshape(-1, 2)
+    pts = (corner_points((h, w)) if points is None else np.asarray(points, float)).reshape(-1, 2)
     face, bary, _ = _raster(mesh_now, cam_now, pts)
     hit = face >= 0
     pos = np.full((pts.shape[0], 2), np.nan)
@@ -163,7 +167,19 @@ def geometry_positions(mesh_now, mesh_prev, cam_now, cam_prev, *, background="ca
         pos[sel[hidden]] = np.nan
     if background == "camera" and (~hit).any():
         pos[~hit] = background_positions(cam_now, cam_prev, pts[~hit])
-    return pos.reshape(h + 1, w + 1, 2)
+    elif background == "screen":
+        pos[~hit] = pts[~hit]
+    return pos if points is not None else pos.reshape(h + 1, w + 1, 2)
+
+
+def surface_uv(mesh, camera, points):
+    """``(uv (N, 2), face (N,))`` of the surface seen at image ``points`` (NaN, -1:
+    none): the UVs a renderer's UV pass holds there."""
+    face, bary, _ = _raster(mesh, camera, np.asarray(points, float).reshape(-1, 2))
+    hit = face >= 0
+    uv = np.full((face.size, 2), np.nan)
+    uv[hit] = np.einsum("nk,nkc->nc", bary[hit], mesh.uv[face[hit]])
+    return uv, face
 
 
 def texture_noise(texture_size, channels, *, seed=0, tiles=1, xp=np):

@@ -137,4 +137,6 @@ def geometry_positions_rays(tm_now, mesh_now, tm_prev, mesh_prev, cam_now, cam_p
     pos[hit] = oxy
     if background == "camera" and (~hit).any():
         pos[~hit] = background_positions(cam_now, cam_prev, pts[~hit])
+    elif background == "screen":
+        pos[~hit] = pts[~hit]
     return pos.reshape(h + 1, w + 1, 2)

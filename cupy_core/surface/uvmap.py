@@ -16,6 +16,8 @@ import numpy as np
 
 __all__ = ["uv_to_texture", "uv_islands"]
 
+UV_TOL = 1e-5     # UVs closer than this are the same UV (island detection)
+
 
 def uv_to_texture(uv, size, tile=0):
     """``uv (..., 2)`` -> texture pixel positions ``(..., 2)`` ``(x, y)`` in a stack of
@@ -27,12 +29,18 @@ def uv_to_texture(uv, size, tile=0):
     return np.stack([u * size, (tile + 1.0 - v) * size], axis=-1)
 
 
-def uv_islands(faces, uv):
+def uv_islands(faces, uv, vertices=None):
     """Island label per triangle (int64, ``(T,)``): triangles are in one island when
     they are connected through edges whose two ends have the same UVs on both sides
-    (a UV seam, or a mesh boundary, separates islands). ``faces (T, 3)`` vertex indices,
-    ``uv (T, 3, 2)`` per corner."""
+    (a UV seam, or a mesh boundary, separates islands; UVs within ``UV_TOL`` are equal). ``faces (T, 3)`` vertex indices,
+    ``uv (T, 3, 2)`` per corner. With ``vertices (V, 3)``, vertices at the same
+    position count as one (mesh files split vertices at UV seams, and some exporters
+    wherever a corner's UV index differs)."""
     faces = np.asarray(faces, dtype=np.int64).reshape(-1, 3)
+    if vertices is not None and len(faces):
+        _, pid = np.unique(np.asarray(vertices, dtype=np.float64).reshape(-1, 3), axis=0,
+                           return_inverse=True)
+        faces = pid.reshape(-1)[faces]
     uv = np.asarray(uv, dtype=np.float64).reshape(-1, 3, 2)
     t = faces.shape[0]
     if t == 0:
@@ -46,13 +54,15 @@ def uv_islands(faces, uv):
     lo, hi = np.where(swap, b, a), np.where(swap, a, b)
     ulo = np.where(swap[:, None], ub, ua)
     uhi = np.where(swap[:, None], ua, ub)
-    key = np.column_stack([lo.astype(np.float64), hi.astype(np.float64), ulo, uhi])
-    _, inv = np.unique(key, axis=0, return_inverse=True)
-    inv = inv.ravel()
-    # union of the triangles sharing a key: label propagation with pointer jumping
-    order = np.argsort(inv, kind="stable")
-    same = inv[order][1:] == inv[order][:-1]
-    ea, eb = tri[order][:-1][same], tri[order][1:][same]
+    # edges sharing their two vertices, next to each other once sorted; joined when the
+    # UVs at both ends agree to UV_TOL (exporters and Blender versions differ in the
+    # last bits of the same UV)
+    order = np.lexsort((hi, lo))
+    same = (lo[order][1:] == lo[order][:-1]) & (hi[order][1:] == hi[order][:-1])
+    ia, ib = order[:-1][same], order[1:][same]
+    close = (np.abs(ulo[ia] - ulo[ib]).max(axis=1) <= UV_TOL) & \
+        (np.abs(uhi[ia] - uhi[ib]).max(axis=1) <= UV_TOL)
+    ea, eb = tri[ia[close]], tri[ib[close]]
     label = np.arange(t)
     while True:
         m = np.minimum(label[ea], label[eb])
