@@ -79,12 +79,19 @@ to every sum above, so the results equal those of the kernel's compact polygons 
 for bit. A clip keeps at most ``MAXV`` vertices (7 suffice in exact arithmetic; the
 limit only matters for rounding-level slivers, and is the same in the kernel).
 """
+import os
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 
 # Box voxels (target, source pairs) aggregated at once on the CPU; target slabs of about
 # CHUNK_TARGETS cells share their boundary triangles. Both bound memory for any map.
 CHUNK_PAIRS = 1 << 17
 CHUNK_TARGETS = 1 << 15
+BATCH_TRIANGLES = 1 << 13
+# Slabs worked on at once by a pool of threads (NumPy releases the GIL in its loops);
+# the result does not depend on it. None: one per CPU core (at most 8).
+THREADS = None
 MAXV = 16
 LIMIT = 2.0 ** 30
 
@@ -180,57 +187,76 @@ def _roll(a):
 
 def clip(P, n, axis, v, keep_le):
     """Sutherland-Hodgman clip of every polygon by ``coord <= v`` (``keep_le``) or
-    ``coord >= v`` (``v`` per polygon), exactly as the kernel's ``clip_poly`` on the
+    ``coord >= v`` (``v`` per polygon), exactly as the kernel's ``g3_clip`` on the
     compact polygon of ``n`` vertices: vertex i is kept when ``d <= 0``, then the
     intersection on edge ``i -> (i+1) % n`` when its ends are strictly on opposite
     sides; at most ``MAXV`` vertices. Every polygon must have a vertex strictly
     outside. Returns the padded polygons and their vertex counts."""
     s, N = P.shape[1], P.shape[2]
-    slot = np.arange(s)[:, None]
-    live = slot < n
-    wrap = slot == n - 1                                          # edge back to vertex 0
     d = P[axis] - v if keep_le else v - P[axis]                  # inside: d <= 0
-    dn = np.where(wrap, d[0], _roll(d))
-    emit = live & (d <= 0.0)
-    cross = live & (((d < 0.0) & (dn > 0.0)) | ((d > 0.0) & (dn < 0.0)))
+    dn = _roll(d)
+    slot = np.arange(s)[:, None]
+    full = bool((n == s).all())
+    if full:
+        emit = d <= 0.0
+        cross = ((d < 0.0) & (dn > 0.0)) | ((d > 0.0) & (dn < 0.0))
+    else:
+        live = slot < n
+        wrap = slot == n - 1                                      # edge back to vertex 0
+        dn = np.where(wrap, d[0], dn)
+        emit = live & (d <= 0.0)
+        cross = live & (((d < 0.0) & (dn > 0.0)) | ((d > 0.0) & (dn < 0.0)))
     cnt = emit.astype(np.int64) + cross
-    pos = np.cumsum(cnt, axis=0) - cnt                           # first output slot
-    n_out = np.minimum(cnt.sum(0), MAXV)
+    pos = np.empty_like(cnt)                                      # first output slot
+    pos[0] = 0
+    for i in range(1, s):
+        pos[i] = pos[i - 1] + cnt[i - 1]
+    n_all = pos[-1] + cnt[-1]
+    n_out = np.minimum(n_all, MAXV)
     s_out = max(int(n_out.max()), 1)
     out = np.zeros((3, s_out, N))
-    rows = np.arange(N)
+    # Flat indices: input (slot, row) is f = slot * N + row; output slot j of the same
+    # row is f + (j - slot) * N.
+    shift = pos - slot
     # Kept vertices.
     f = np.flatnonzero(emit)
-    row = f % N
-    pa = pos.ravel().take(f)
-    ok = pa < MAXV
-    dst = (pa * N + row)[ok]
-    src = f[ok]
+    dst = f + shift.ravel().take(f) * N
+    if n_all.max() > MAXV:
+        ok = (pos.ravel().take(f) < MAXV)
+        f, dst = f[ok], dst[ok]
     for a in range(3):
-        out[a].ravel()[dst] = P[a].ravel().take(src)
+        out[a].ravel()[dst] = P[a].ravel().take(f)
     # Intersections on the edges a -> b that cross the plane.
     f = np.flatnonzero(cross)
-    row = f % N
-    px = pos.ravel().take(f) + emit.ravel().take(f)
-    ok = px < MAXV
-    f, row, px = f[ok], row[ok], px[ok]
-    fb = np.where(wrap.ravel().take(f), row, f + N)              # flat index of b
+    sx = (shift + emit).ravel().take(f)
+    if n_all.max() > MAXV:
+        ok = (sx + f // N < MAXV)
+        f, sx = f[ok], sx[ok]
+    dst = f + sx * N
+    if full:
+        fb = np.where(f >= (s - 1) * N, f - (s - 1) * N, f + N)  # flat index of b
+    else:
+        fb = f + np.where(wrap, -(n - 1) * N, N).ravel().take(f)
     da = d.ravel().take(f)
     t = da / (da - d.ravel().take(fb))
-    dst = px * N + row
     for a in range(3):
         if a == axis:
-            out[a].ravel()[dst] = v if np.ndim(v) == 0 else v.take(row)
+            out[a].ravel()[dst] = v if np.ndim(v) == 0 else v.take(f % N)
         else:
             pa_ = P[a].ravel()
             xa = pa_.take(f)
             out[a].ravel()[dst] = xa + t * (pa_.take(fb) - xa)
     # Pad: slots at or beyond n' repeat the last vertex.
-    last = np.maximum(n_out - 1, 0) * N + rows
-    pad = np.arange(s_out)[:, None] >= n_out
-    if pad.any():
+    short = np.flatnonzero(n_out < s_out)
+    if short.size:
+        ns = n_out.take(short)
+        last = np.maximum(ns - 1, 0) * N + short
         for a in range(3):
-            out[a] = np.where(pad, out[a].ravel().take(last), out[a])
+            flat = out[a].ravel()
+            lastv = flat.take(last)
+            for j in range(1, s_out):
+                m = np.flatnonzero(j >= ns)
+                flat[j * N + short.take(m)] = lastv.take(m)
     return out, n_out
 
 
@@ -312,8 +338,8 @@ def _cells_of(P, n, lo, hi, axis):
     piece its polygon and ``v``; pieces are grouped by which planes cut them."""
     vmin, vmax = P[axis].min(0), P[axis].max(0)
     r, v = _expand(lo, hi)
-    code = (v > vmin.take(r)).astype(np.int64) + 2 * (v + 1.0 < vmax.take(r))
-    order = np.argsort(code, kind="stable")
+    code = (v > vmin.take(r)).astype(np.int8) + np.int8(2) * (v + 1.0 < vmax.take(r))
+    order = np.argsort(code, kind="stable")                      # a radix sort for int8
     r, v, code = r.take(order), v.take(order), code.take(order)
     bounds = np.searchsorted(code, np.arange(5))
     parts = []
@@ -366,18 +392,9 @@ def triangle_pieces(T, source_shape):
     zmin, zmax = P2[2].min(0), P2[2].max(0)
     zlo, zhi = np.floor(zmin), np.ceil(zmax)
     nlev = np.where(n2 > 0, zhi - zlo, 0).astype(np.int64)
-    A2 = np.zeros(P2.shape[2])
-    M_full = np.zeros(P2.shape[2])
-    for m in np.unique(n2):
-        if m == 0:
-            continue
-        # Slots beyond a polygon's count repeat its last vertex and add exact zeros:
-        # work on the first m slots only.
-        g = np.flatnonzero(n2 == m)
-        Q = P2[:, :m].take(g, axis=2)
-        a2, crs = fan_cross(Q)
-        A2[g] = a2
-        M_full[g] = fan_moment(Q, crs, zhi.take(g))
+    # Slots beyond a polygon's count repeat its last vertex: exact zeros in the fans.
+    A2, crs = fan_cross(P2)
+    M_full = fan_moment(P2, crs, zhi)
     shadow = -(3.0 * A2)
     table_start = np.cumsum(nlev) - nlev
     table = np.empty(int(nlev.sum()))
@@ -398,11 +415,29 @@ def triangle_pieces(T, source_shape):
         M_prev[sel] = M
     # Keep the pieces with an area, sorted by triangle.
     k = np.flatnonzero(n2 > 0)
-    k = k.take(np.argsort(tri.take(k), kind="stable"))
+    key = tri.take(k)
+    if P.shape[2] <= np.iinfo(np.int16).max:
+        key = key.astype(np.int16)                                # radix sort
+    k = k.take(np.argsort(key, kind="stable"))
     tri, x0, y0, zlo, zhi, shadow, table_start = (a.take(k) for a in (tri, x0, y0, zlo, zhi, shadow, table_start))
     oz = o[2].take(tri)
     return (tri, x0 + o[0].take(tri), y0 + o[1].take(tri), zlo + oz, zhi + oz, shadow,
             table_start, table)
+
+
+def _batched_pieces(T, source_shape):
+    """``triangle_pieces`` in batches of ``BATCH_TRIANGLES`` (the working arrays then
+    stay small enough for the caches); results concatenated in triangle order."""
+    parts = []
+    offset = 0
+    for lo in range(0, T.shape[2], BATCH_TRIANGLES):
+        tri, X, Y, zlo, zhi, shadow, tstart, table = triangle_pieces(
+            T[:, :, lo:lo + BATCH_TRIANGLES], source_shape)
+        parts.append((tri + lo, X, Y, zlo, zhi, shadow, tstart + offset, table))
+        offset += table.size
+    if len(parts) == 1:
+        return parts[0]
+    return tuple(np.concatenate(a) for a in zip(*parts))
 
 
 def _distinct_count(P):
@@ -488,12 +523,21 @@ def grid3d_pieces(corners, source_shape, valid=None):
     D, H, W = c.shape[0] - 1, c.shape[1] - 1, c.shape[2] - 1
     vmask = None if valid is None else np.asarray(valid, bool).reshape(D, H, W)
     per_slab = max(1, CHUNK_TARGETS // max(H * W, 1))
-    out_t, out_s, out_a = [], [], []
-    for k0 in range(0, D, per_slab):
-        k1 = min(D, k0 + per_slab)
+    slabs = [(k0, min(D, k0 + per_slab)) for k0 in range(0, D, per_slab)]
+
+    def run(slab):
+        k0, k1 = slab
         t, s, a = _slab(raw[k0:k1 + 1], c[k0:k1 + 1], None if vmask is None else vmask[k0:k1],
                         source_shape)
-        out_t.append(t + k0 * H * W); out_s.append(s); out_a.append(a)
+        return t + k0 * H * W, s, a
+
+    threads = THREADS if THREADS is not None else min(os.cpu_count() or 1, 8)
+    if threads > 1 and len(slabs) > 1:
+        with ThreadPoolExecutor(min(threads, len(slabs))) as pool:
+            parts = list(pool.map(run, slabs))
+    else:
+        parts = [run(slab) for slab in slabs]
+    out_t, out_s, out_a = (list(p) for p in zip(*parts)) if parts else ([], [], [])
     if not out_t:
         return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float64)
     return np.concatenate(out_t), np.concatenate(out_s), np.concatenate(out_a)
@@ -537,7 +581,7 @@ def _slab(raw, c, valid, source_shape):
         interior_id[mixed, q] = count + np.arange(mixed.size)
         count += mixed.size
     T = np.concatenate(tris, axis=2)
-    tri, X, Y, zlo, zhi, shadow, tstart, table = triangle_pieces(T, source_shape)
+    tri, X, Y, zlo, zhi, shadow, tstart, table = _batched_pieces(T, source_shape)
     pstart = np.searchsorted(tri, np.arange(count + 1))
     # Which triangle each (cell, TRIS slot) uses.
     cells = np.flatnonzero(live)
@@ -574,50 +618,73 @@ def _aggregate(u, ucell, ufirst, ulev, uvox, cells, cons, nx, ny, ox, oy, oz, sl
                pstart, X, Y, zlo, zhi, shadow, tstart, table, source_shape):
     """Volumes of the voxels of the units ``u`` (runs of levels of the cells' boxes)."""
     ds, hs, ws = source_shape
-    uc = ucell.take(u)
+    uc = ucell.take(u)                      # per unit of this batch: its cell, first
+    uf = ufirst.take(u)                     # level and number of levels
+    ul = ulev.take(u)
     nvox = uvox.take(u)
     base = np.cumsum(nvox) - nvox
     total = int(nvox.sum())
 
-    def records(rows, gid, sign, bins_per_voxel=1, slot=0):
-        """Values ``sign * 6 Phi`` of the triangles ``gid`` of units ``rows`` in their
-        voxels: (bin, value)."""
-        r, p = _expand(pstart.take(gid), pstart.take(gid + 1))
-        r = rows.take(r)
-        cc = uc.take(r)
-        lx = (X.take(p) - ox.take(cc)).astype(np.int64)
-        ly = (Y.take(p) - oy.take(cc)).astype(np.int64)
-        lev0 = oz.take(cc) + ufirst.take(r)
-        klo = np.maximum(zlo.take(p), lev0)
-        r2, kabs = _expand(klo, lev0 + ulev.take(r))
-        r_, p_, cc_ = r.take(r2), p.take(r2), cc.take(r2)
-        above = kabs >= zhi.take(p_)
-        idx = np.where(above, 0, tstart.take(p_) + (kabs - zlo.take(p_)).astype(np.int64))
-        below = table.take(idx) if table.size else np.zeros(idx.size)
-        val = np.where(above, shadow.take(p_), below)
-        lz = (kabs - lev0.take(r2)).astype(np.int64)
-        vox = base.take(r_) + (lz * ny.take(cc_) + ly.take(r2)) * nx.take(cc_) + lx.take(r2)
-        return vox * bins_per_voxel + slot, sign * val
+    def records(rows, gid, sign, bins_per_voxel=1, slot=None):
+        """Values ``sign * 6 Phi`` of the triangles ``gid`` in the voxels of units
+        ``rows`` (per row: unit, triangle, sign, bin offset): (bin, value). Within each
+        voxel, the values come in row order."""
+        # Per row: the unit's voxel block and the offset of the row's voxels.
+        rc = uc.take(rows)
+        rnx = nx.take(rc)
+        rplane = rnx * ny.take(rc)
+        rlev0 = (oz.take(rc) + uf.take(rows)).astype(np.int64)
+        rvb = base.take(rows) - oy.take(rc).astype(np.int64) * rnx - ox.take(rc).astype(np.int64)
+        if slot is not None:
+            rvb = rvb * bins_per_voxel + slot
+            rnx = rnx * bins_per_voxel
+            rplane = rplane * bins_per_voxel
+        q, p = _expand(pstart.take(gid), pstart.take(gid + 1))   # (row, piece) pairs
+        vb = rvb.take(q) + Y.take(p).astype(np.int64) * rnx.take(q) \
+            + X.take(p).astype(np.int64) * (1 if slot is None else bins_per_voxel)
+        plane = rplane.take(q)
+        lev0 = rlev0.take(q)
+        zl = zlo.take(p).astype(np.int64)
+        zh = zhi.take(p).astype(np.int64)
+        sg = sign.take(q)
+        sh = sg * shadow.take(p)
+        toff = tstart.take(p) - zl
+        levels = ul.take(rows).take(q)
+        bins, vals = [], []
+        for lz in range(int(levels.max()) if levels.size else 0):
+            k = lev0 + lz
+            m = np.flatnonzero((lz < levels) & (k >= zl))
+            km = k.take(m)
+            above = km >= zh.take(m)
+            idx = np.where(above, 0, toff.take(m) + km)
+            below = sg.take(m) * (table.take(idx) if table.size else np.zeros(m.size))
+            vals.append(np.where(above, sh.take(m), below))
+            bins.append(vb.take(m) + lz * plane.take(m))
+        if not bins:
+            return np.zeros(0, np.int64), np.zeros(0)
+        return np.concatenate(bins), np.concatenate(vals)
 
+    # Rows in slot order, so that each voxel's sum runs over the triangles in the
+    # kernel's order (bincount adds in array order).
     ucons = np.flatnonzero(cons.take(uc))
     umix = np.flatnonzero(~cons.take(uc))
-    bins, vals = [], []
+    vol = np.zeros(total)
     if ucons.size:
-        for f, sgn in zip(BOUNDARY, BOUNDARY_SIGN):
-            gid = slot_id[f].take(uc.take(ucons))
-            b, v = records(ucons, gid, float(sgn))
-            bins.append(b); vals.append(v)
-    S = np.bincount(np.concatenate(bins), np.concatenate(vals), minlength=total) if bins else np.zeros(total)
-    vol = np.abs(S)
+        cu = uc.take(ucons)
+        rows = np.tile(ucons, len(BOUNDARY))
+        gid = np.concatenate([slot_id[f].take(cu) for f in BOUNDARY])
+        sign = np.repeat(np.array(BOUNDARY_SIGN, np.float64), ucons.size)
+        b, v = records(rows, gid, sign)
+        vol = np.abs(np.bincount(b, v, minlength=total))
     if umix.size:
-        bins, vals = [], []
-        for e in range(4):
-            for t, tet in enumerate(TETS):
-                f, sgn = tet[e]
-                gid = slot_id[f].take(uc.take(umix))
-                b, v = records(umix, gid, float(sgn), 6, t)
-                bins.append(b); vals.append(v)
-        V6 = np.bincount(np.concatenate(bins), np.concatenate(vals), minlength=6 * total).reshape(total, 6)
+        cm = uc.take(umix)
+        order = [(e, t) for e in range(4) for t in range(6)]
+        rows = np.tile(umix, len(order))
+        gid = np.concatenate([slot_id[TETS[t][e][0]].take(cm) for e, t in order])
+        sign = np.repeat(np.array([TETS[t][e][1] for e, t in order], np.float64), umix.size)
+        slot = np.repeat(np.array([t for e, t in order], np.int64), umix.size)
+        b, v = records(rows, gid, sign, 6, slot)
+        V6 = np.bincount(b, v, minlength=6 * total).reshape(total, 6)
         acc = np.zeros(total)
         for t in range(6):
             acc = acc + np.abs(V6[:, t])
@@ -631,7 +698,7 @@ def _aggregate(u, ucell, ufirst, ulev, uvox, cells, cons, nx, ny, ox, oy, oz, sl
     nxv, nyv = nx.take(cc), ny.take(cc)
     lx = local % nxv
     ly = (local // nxv) % nyv
-    lz = local // (nxv * nyv) + ufirst.take(tv)
+    lz = local // (nxv * nyv) + uf.take(tv)
     src = ((oz.take(cc).astype(np.int64) + lz) * hs + (oy.take(cc).astype(np.int64) + ly)) * ws \
         + (ox.take(cc).astype(np.int64) + lx)
     keep = np.flatnonzero(vol > 0.0)

@@ -330,3 +330,21 @@ def test_source_window_and_shapes():
     ref = reference_record(pos, (2, 7, 4))
     assert_records_equal(record_dict(t, s, a), ref, 1e-12)
     assert s.max() < 2 * 7 * 4 and t.max() < 60
+
+
+def test_chunking_does_not_change_the_record(monkeypatch):
+    """Slabs (and the threads working on them), triangle batches and aggregation
+    batches (down to runs of levels inside one cell's box) are bookkeeping only: the
+    record is the same to the bit."""
+    pos = np.concatenate([swirl3(corners3(3, 6, 7), 3, 6, 7, strength=0.8, wobble=0.7),
+                          fold3(corners3(3, 6, 7), 2.5, 5.0)[1:] + [0, 0, 3]], axis=0)
+    monkeypatch.setattr(grid3d, "THREADS", 1)
+    ref = cupy_core.partition_record(pos, (6, 7, 8))
+    monkeypatch.setattr(grid3d, "THREADS", 3)
+    monkeypatch.setattr(grid3d, "CHUNK_TARGETS", 60)
+    monkeypatch.setattr(grid3d, "BATCH_TRIANGLES", 97)
+    monkeypatch.setattr(grid3d, "CHUNK_PAIRS", 11)
+    got = cupy_core.partition_record(pos, (6, 7, 8))
+    assert got[0].size > 1000
+    for a, b in zip(got, ref):
+        np.testing.assert_array_equal(a, b)
