@@ -87,7 +87,7 @@ import numpy as np
 # Box voxels (target, source pairs) aggregated at once on the CPU; target slabs of about
 # CHUNK_TARGETS cells share their boundary triangles. Both bound memory for any map.
 CHUNK_PAIRS = 1 << 17
-CHUNK_TARGETS = 1 << 15
+CHUNK_TARGETS = 1 << 16
 BATCH_TRIANGLES = 1 << 13
 # Slabs worked on at once by a pool of threads (NumPy releases the GIL in its loops);
 # the result does not depend on it. None: one per CPU core (at most 8).
