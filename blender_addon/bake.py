@@ -18,7 +18,7 @@ import numpy as np
 from .readers import vectors as V
 from .render import BakeError, VectorRenderer, check_scene, render_size
 
-SOURCES = ("vectors", "exr", "surface", "geometry")
+SOURCES = ("vectors", "exr", "surface", "geometry", "volume")
 METHODS = ("grid", "particle")
 DEVICES = ("auto", "cpu", "gpu")
 
@@ -44,6 +44,28 @@ class BakeSettings:
     background: str = "camera"        # readers.vectors.BACKGROUND_RULES
     resume: bool = True
     texture_size: int = 512           # surface source: the texture noise is N x N per object
+    # volume source (volume_bake.VolumeSettings): object names, not objects
+    domain: str = ""                  # the domain box object
+    volume_motion: str = "objects"    # objects / fluid / velocity
+    motion_objects: tuple = ()        # objects motion: the objects that move the noise
+    follow: str = "all"               # all / inside
+    velocity_path: str = ""           # velocity: folder of velocity_XXXX.npy or a # path
+    fluid_cache: str = ""             # fluid: a cache folder instead of the modifier's
+    velocity_units: str = "frame"     # frame / second
+    resolution: int = 32              # voxels along the domain's longest side
+    vdb: bool = True                  # also noise_XXXX.vdb where openvdb exists
+
+    def volume_settings(self):
+        """The ``volume_bake.VolumeSettings`` of a "volume" bake."""
+        from .volume_bake import VolumeSettings
+        return VolumeSettings(
+            out_dir=self.out_dir, domain=self.domain or "", motion=self.volume_motion,
+            objects=tuple(n for n in self.motion_objects if n), follow=self.follow,
+            velocity_path=self.velocity_path, fluid_cache=self.fluid_cache,
+            velocity_units=self.velocity_units, resolution=int(self.resolution),
+            method=self.method, seed=int(self.seed), channels=int(self.channels),
+            latent_factor=int(self.latent_factor), device=self.device, vdb=bool(self.vdb),
+            frame_start=self.frame_start, frame_end=self.frame_end, resume=self.resume)
 
     def check(self):
         if self.source not in SOURCES:
@@ -54,6 +76,14 @@ class BakeSettings:
             raise BakeError(f"device must be one of {DEVICES}, got {self.device!r}")
         if self.background not in V.BACKGROUND_RULES:
             raise BakeError(f"background must be one of {V.BACKGROUND_RULES}")
+        if self.source == "volume":
+            if self.follow not in ("all", "inside"):
+                raise BakeError(f"follow must be 'all' or 'inside', got {self.follow!r}")
+            if self.velocity_units not in ("frame", "second"):
+                raise BakeError("velocity units must be 'frame' or 'second', got "
+                                f"{self.velocity_units!r}")
+            if int(self.resolution) < 1:
+                raise BakeError(f"resolution must be >= 1, got {self.resolution}")
         if int(self.channels) < 1:
             raise BakeError(f"channels must be >= 1, got {self.channels}")
         if int(self.texture_size) < 1:
@@ -258,6 +288,10 @@ def run_bake(scene, settings, view_layer=None, *, progress=None, cancelled=None,
 
     s = fill_frames(scene, settings)
     s.check()
+    if s.source == "volume":
+        from .volume_bake import run_volume_bake
+        return run_volume_bake(scene, s.volume_settings(), progress=progress,
+                               cancelled=cancelled, main=main, log=log)
     out_dir = resolve_out_dir(s.out_dir)
     try:
         cio.check_output_dir(out_dir)

@@ -3,9 +3,12 @@
     blender -b FILE.blend --python blender_addon/headless.py -- FLAGS
     python blender_addon/headless.py FILE.blend FLAGS        (bpy from PyPI)
 
-FLAGS: --out DIR [--source vectors|exr|surface|geometry] [--texture-size N] [--exr-path PATH] [--method grid|particle]
+FLAGS: --out DIR [--source vectors|exr|surface|geometry|volume] [--texture-size N] [--exr-path PATH] [--method grid|particle]
 [--channels C] [--seed S] [--frames A-B] [--latent-factor F] [--device auto|cpu|gpu]
 [--background camera|vectors|fresh] [--exr] [--preview] [--no-resume]
+volume: --domain NAME [--motion-object NAME --follow all|inside | --velocity DIR |
+--fluid-cache DIR | --volume-motion fluid] [--velocity-units frame|second]
+[--resolution N] [--no-vdb]
 
 Prints progress; exit codes: 0 done, 2 bad input (the message says what), 1 other
 errors, 130 interrupted (rerun the same command to resume).
@@ -24,22 +27,45 @@ def build_parser(prog):
                                 "scene's motion vectors.")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder "
                    "(// = relative to the .blend)")
-    p.add_argument("--source", choices=("vectors", "exr", "surface", "geometry"),
+    p.add_argument("--source", choices=("vectors", "exr", "surface", "geometry", "volume"),
                    default="vectors",
                    help="vectors: render the Vector/Depth passes (Cycles, 1 sample); "
                         "exr: read a multilayer EXR sequence (--exr-path); surface: noise "
                         "in the meshes' UV textures; geometry: screen noise moved by the "
-                        "meshes' exact motion (both: no render)")
+                        "meshes' exact motion (both: no render); volume: 3-D noise in a "
+                        "domain box (--domain)")
     p.add_argument("--texture-size", type=int, default=512, metavar="N",
                    help="surface: N x N noise texture per mesh (default 512)")
     p.add_argument("--exr-path", default="", metavar="PATH",
                    help="EXR sequence: a folder, or a path with # for the frame number")
+    v = p.add_argument_group("volume source")
+    v.add_argument("--domain", default="", metavar="NAME",
+                   help="the domain box object (its bounding box is the voxel grid)")
+    v.add_argument("--volume-motion", choices=("objects", "fluid", "velocity"), default=None,
+                   help="what moves the noise (default: velocity with --velocity, fluid "
+                        "with --fluid-cache, else objects)")
+    v.add_argument("--motion-object", default="", metavar="NAME",
+                   help="objects motion: the object whose motion drives the noise")
+    v.add_argument("--follow", choices=("all", "inside"), default="all",
+                   help="all: the whole domain follows the object; inside: only voxels "
+                        "in its bounding box")
+    v.add_argument("--velocity", default="", metavar="DIR",
+                   help="velocity motion: folder of velocity_XXXX.npy (D, H, W, 3)")
+    v.add_argument("--fluid-cache", default="", metavar="DIR",
+                   help="fluid motion: a cache folder (with data/) instead of the "
+                        "domain's Fluid modifier's")
+    v.add_argument("--velocity-units", choices=("frame", "second"), default="frame",
+                   help="velocity values in world units per frame or per second")
+    v.add_argument("--resolution", type=int, default=32, metavar="N",
+                   help="voxels along the domain's longest side (default 32)")
+    v.add_argument("--no-vdb", action="store_true", help="do not write noise_XXXX.vdb")
     p.add_argument("--method", choices=("grid", "particle"), default="grid")
     p.add_argument("--channels", type=int, default=4, metavar="C")
     p.add_argument("--seed", type=int, default=0, metavar="S")
     p.add_argument("--frames", default=None, metavar="A-B",
                    help="frame range (default: the scene's)")
-    p.add_argument("--latent-factor", type=int, default=8, metavar="F")
+    p.add_argument("--latent-factor", type=int, default=None, metavar="F",
+                   help="latents.npy pools the noise by F (default 8; volume: 1)")
     p.add_argument("--device", choices=("auto", "cpu", "gpu"), default="auto")
     p.add_argument("--background", choices=("camera", "vectors", "fresh"), default="camera",
                    help="rule for pixels without geometry (default: camera)")
@@ -62,6 +88,26 @@ def parse_frames(text):
     if b < a:
         raise ValueError(f"--frames {text}: the last frame is before the first")
     return a, b
+
+
+def volume_motion(args):
+    """The volume motion for ``args`` (None for the other sources), or ``"error: ..."``
+    when a flag the volume source needs is missing."""
+    if args.source != "volume":
+        return None
+    if not args.domain:
+        return ("error: --source volume needs --domain NAME (the box object whose bounding "
+                "box is the voxel grid)")
+    motion = args.volume_motion or ("velocity" if args.velocity else
+                                    "fluid" if args.fluid_cache else "objects")
+    if motion == "objects" and not args.motion_object:
+        return ("error: --source volume needs --motion-object NAME (the object whose "
+                "motion drives the noise), or --velocity DIR, or --volume-motion fluid")
+    if motion == "velocity" and not args.velocity:
+        return "error: --volume-motion velocity needs --velocity DIR"
+    if args.resolution < 1:
+        return f"error: --resolution must be >= 1, got {args.resolution}"
+    return motion
 
 
 def _import_addon():
@@ -95,6 +141,10 @@ def main(argv=None, blend_file=None):
             return 2
         blend_file, argv = argv[0], argv[1:]
     args = parser.parse_args(argv)
+    motion = volume_motion(args)
+    if isinstance(motion, str) and motion.startswith("error: "):
+        print(motion, file=sys.stderr)
+        return 2
     try:
         import bpy
     except ImportError as exc:
@@ -115,10 +165,17 @@ def main(argv=None, blend_file=None):
         settings = bake.BakeSettings(
             out_dir=args.out, source=args.source, exr_path=args.exr_path,
             method=args.method, seed=args.seed, channels=args.channels,
-            latent_factor=args.latent_factor, device=args.device, exr=args.exr,
+            latent_factor=(args.latent_factor if args.latent_factor is not None
+                           else 1 if args.source == "volume" else 8),
+            device=args.device, exr=args.exr,
             preview=args.preview, frame_start=start, frame_end=end,
             background=args.background, resume=not args.no_resume,
-            texture_size=args.texture_size)
+            texture_size=args.texture_size, domain=args.domain,
+            volume_motion=motion or "objects",
+            motion_objects=(args.motion_object,) if args.motion_object else (),
+            follow=args.follow, velocity_path=args.velocity, fluid_cache=args.fluid_cache,
+            velocity_units=args.velocity_units, resolution=args.resolution,
+            vdb=not args.no_vdb)
         t0 = time.monotonic()
 
         def progress(done, total, frame):

@@ -18,7 +18,22 @@ class CUPYNOISE_PT_bake(bpy.types.Panel):
             layout.prop(s, "exr_path")
         if s.source == "surface":
             layout.prop(s, "texture_size")
-        layout.prop(s, "background")
+        volume = s.source == "volume"
+        if volume:
+            layout.prop(s, "volume_domain")
+            layout.prop(s, "volume_motion")
+            if s.volume_motion == "objects":
+                layout.prop(s, "volume_object")
+                layout.prop(s, "volume_follow")
+            elif s.volume_motion == "velocity":
+                layout.prop(s, "velocity_path")
+            else:
+                layout.prop(s, "fluid_cache")
+            if s.volume_motion != "objects":
+                layout.prop(s, "velocity_units")
+            layout.prop(s, "volume_resolution")
+        else:
+            layout.prop(s, "background")
         layout.prop(s, "method")
         layout.prop(s, "seed")
         layout.prop(s, "channels")
@@ -32,8 +47,17 @@ class CUPYNOISE_PT_bake(bpy.types.Panel):
                         else f"CPU only: {info['error']}"))
         col = layout.column(heading="Formats")
         col.label(text="noise_XXXX.npy, latents.npy, bake.json")
-        col.prop(s, "write_exr")
-        col.prop(s, "write_preview")
+        if volume:
+            from .vdb import why_unavailable
+            why = why_unavailable()
+            col.prop(s, "write_vdb")
+            if why:
+                row = col.row()
+                row.active = False
+                row.label(text=why, icon="INFO")
+        else:
+            col.prop(s, "write_exr")
+            col.prop(s, "write_preview")
         layout.operator("cupy_noise.bake", icon="RENDER_ANIMATION")
 
 

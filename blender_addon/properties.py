@@ -14,7 +14,46 @@ class CupyNoiseSettings(bpy.types.PropertyGroup):
                ("surface", "Surface (UV)", "Noise that lives in each mesh's UV texture "
                 "space and sticks to the surface as it moves and deforms (no render)"),
                ("geometry", "Mesh Motion", "Screen noise warped by the exact motion of "
-                "the evaluated meshes and the camera at pixel corners (no render)")])
+                "the evaluated meshes and the camera at pixel corners (no render)"),
+               ("volume", "Volume", "3-D noise on a voxel grid in a domain box, moved by "
+                "an object, a baked fluid cache or velocity files (.npy, and .vdb where "
+                "Blender bundles OpenVDB)")])
+    volume_domain: PointerProperty(
+        name="Domain", type=bpy.types.Object,
+        description="Volume source: the box object whose bounding box is the voxel grid")
+    volume_motion: EnumProperty(
+        name="Motion", default="objects",
+        items=[("objects", "Object", "The motion object's evaluated transform moves the "
+                "noise"),
+               ("fluid", "Fluid Cache", "The velocity grid of the domain's baked fluid "
+                "cache (OpenVDB)"),
+               ("velocity", "Velocity Files", "A folder of velocity_XXXX.npy files "
+                "(D, H, W, 3) on the domain's grid")])
+    volume_object: PointerProperty(
+        name="Motion Object", type=bpy.types.Object,
+        description="Volume source, object motion: the object whose motion drives the noise")
+    volume_follow: EnumProperty(
+        name="Follow", default="all",
+        items=[("all", "Whole Domain", "The whole domain's noise follows the object"),
+               ("inside", "Inside Object", "Voxels in the object's bounding box follow it, "
+                "the rest stay still")])
+    velocity_path: StringProperty(
+        name="Velocity Folder", subtype="DIR_PATH", default="",
+        description="Folder of velocity_XXXX.npy files, or a path with # for the frame "
+                    "number")
+    fluid_cache: StringProperty(
+        name="Fluid Cache", subtype="DIR_PATH", default="",
+        description="A fluid cache folder (with data/) instead of the domain's Fluid "
+                    "modifier's cache; empty: the modifier's")
+    velocity_units: EnumProperty(
+        name="Velocity Units", default="frame",
+        items=[("frame", "Per Frame", "World units per frame"),
+               ("second", "Per Second", "World units per second (the scene's frame rate)")])
+    volume_resolution: IntProperty(name="Resolution", default=32, min=1, soft_max=256,
+                                   description="Voxels along the domain's longest side")
+    write_vdb: BoolProperty(name="OpenVDB", default=True,
+                            description="Also write noise_XXXX.vdb and load it as a Volume "
+                                        "object (Blender 4.5 and later)")
     texture_size: IntProperty(name="Texture Size", default=512, min=1, soft_max=4096,
                               description="Surface source: the noise texture of each "
                                           "mesh is N x N pixels")
@@ -55,7 +94,13 @@ class CupyNoiseSettings(bpy.types.PropertyGroup):
                   method=self.method, seed=self.seed, channels=self.channels,
                   latent_factor=self.latent_factor, device=self.device,
                   exr=self.write_exr, preview=self.write_preview,
-                  background=self.background, texture_size=self.texture_size)
+                  background=self.background, texture_size=self.texture_size,
+                  domain=self.volume_domain.name if self.volume_domain else "",
+                  volume_motion=self.volume_motion,
+                  motion_objects=(self.volume_object.name,) if self.volume_object else (),
+                  follow=self.volume_follow, velocity_path=self.velocity_path,
+                  fluid_cache=self.fluid_cache, velocity_units=self.velocity_units,
+                  resolution=self.volume_resolution, vdb=self.write_vdb)
         kw.update(overrides)
         return BakeSettings(**kw)
 
