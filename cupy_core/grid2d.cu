@@ -2,24 +2,7 @@
 // grid2d.py is the readable NumPy reference: same formulas, same order of operations
 // (compiled with --fmad=false so that the two agree to the last bits).
 #include "bridge.cuh"
-
-__device__ __forceinline__ double orient2(double ax, double ay, double bx, double by,
-                                          double cx, double cy) {
-    return (bx - ax) * (cy - ay) - (by - ay) * (cx - ax);
-}
-
-__device__ __forceinline__ bool crosses(double px, double py, double qx, double qy,
-                                        double rx, double ry, double sx, double sy) {
-    double d1 = orient2(px, py, qx, qy, rx, ry);
-    double d2 = orient2(px, py, qx, qy, sx, sy);
-    double d3 = orient2(rx, ry, sx, sy, px, py);
-    double d4 = orient2(rx, ry, sx, sy, qx, qy);
-    return (d1 * d2 < 0.0) && (d3 * d4 < 0.0);
-}
-
-__device__ __forceinline__ double clampd(double v, double lo, double hi) {
-    return fmin(fmax(v, lo), hi);
-}
+#include "quad2d.cuh"
 
 // Integral over edge A->B of 1[x in [x0, x0+1]] * (clamp(y, y0, y0+1) - y0) dx.
 __device__ __forceinline__ double edge_term(double xa, double ya, double xb, double yb,
@@ -62,13 +45,8 @@ struct Grid2D {
         for (int e = 0; e < 4; ++e)
             if (!isfinite(x[e]) || !isfinite(y[e])) return;
         // Fail-safe 1: a bow-tie becomes its convex hull.
-        bool bow01 = crosses(x[0], y[0], x[1], y[1], x[2], y[2], x[3], y[3]);
-        bool bow12 = !bow01 && crosses(x[1], y[1], x[2], y[2], x[3], y[3], x[0], y[0]);
         double qx[4], qy[4];
-        qx[0] = x[0]; qy[0] = y[0];
-        qx[1] = bow01 ? x[2] : x[1]; qy[1] = bow01 ? y[2] : y[1];
-        qx[2] = bow01 ? x[1] : (bow12 ? x[3] : x[2]); qy[2] = bow01 ? y[1] : (bow12 ? y[3] : y[2]);
-        qx[3] = bow12 ? x[2] : x[3]; qy[3] = bow12 ? y[2] : y[3];
+        hull_order(x, y, qx, qy);
         // Fail-safe 2: orientation from the quad's signed area.
         double twice = (qx[0] * qy[1] - qx[1] * qy[0]) + (qx[1] * qy[2] - qx[2] * qy[1])
                      + (qx[2] * qy[3] - qx[3] * qy[2]) + (qx[3] * qy[0] - qx[0] * qy[3]);

@@ -8,6 +8,7 @@
 //   upsample_gather  (per target): Y_p = sum over sub-pixel centres in R_p of
 //                                  (u_s + off_k) / sqrt(count), fresh noise if none
 #include "philox.cuh"
+#include "quad2d.cuh"
 
 #define UP_CHUNK 16   // channels accumulated per walk over the sub-pixels in gather
 
@@ -17,27 +18,9 @@ struct UpKey {
     int factor;    // N: N x N sub-pixels per source pixel
 };
 
-__device__ __forceinline__ double up_clamp(double v, double lo, double hi) {
-    return fmin(fmax(v, lo), hi);
-}
-
-__device__ __forceinline__ double up_orient(double ax, double ay, double bx, double by,
-                                            double cx, double cy) {
-    return (bx - ax) * (cy - ay) - (by - ay) * (cx - ax);
-}
-
-__device__ __forceinline__ bool up_crosses(double px, double py, double qx, double qy,
-                                           double rx, double ry, double sx, double sy) {
-    double d1 = up_orient(px, py, qx, qy, rx, ry);
-    double d2 = up_orient(px, py, qx, qy, sx, sy);
-    double d3 = up_orient(rx, ry, sx, sy, px, py);
-    double d4 = up_orient(rx, ry, sx, sy, qx, qy);
-    return (d1 * d2 < 0.0) && (d3 * d4 < 0.0);
-}
-
 // First global sub-pixel column whose centre is at or right of x (as upsample.py).
 __device__ __forceinline__ long long up_col(double x, double Ws, double n, long long cols) {
-    double c = ceil(up_clamp(x, -1.0, Ws + 1.0) * n - 0.5);
+    double c = ceil(clampd(x, -1.0, Ws + 1.0) * n - 0.5);
     if (c < 0.0) c = 0.0;
     if (c > (double)cols) c = (double)cols;
     return (long long)c;
@@ -87,18 +70,13 @@ extern "C" __global__ void upsample_gather(const double* corners, const unsigned
             if (!isfinite(x[e]) || !isfinite(y[e])) ok = false;
         if (ok) {
             // The grid variant's fail-safe: a bow-tie becomes its convex hull (grid2d.cu).
-            bool bow01 = up_crosses(x[0], y[0], x[1], y[1], x[2], y[2], x[3], y[3]);
-            bool bow12 = !bow01 && up_crosses(x[1], y[1], x[2], y[2], x[3], y[3], x[0], y[0]);
-            qx[0] = x[0]; qy[0] = y[0];
-            qx[1] = bow01 ? x[2] : x[1]; qy[1] = bow01 ? y[2] : y[1];
-            qx[2] = bow01 ? x[1] : (bow12 ? x[3] : x[2]); qy[2] = bow01 ? y[1] : (bow12 ? y[3] : y[2]);
-            qx[3] = bow12 ? x[2] : x[3]; qy[3] = bow12 ? y[2] : y[3];
+            hull_order(x, y, qx, qy);
             double ymin = fmin(fmin(qy[0], qy[1]), fmin(qy[2], qy[3]));
             double ymax = fmax(fmax(qy[0], qy[1]), fmax(qy[2], qy[3]));
-            double lo = ceil(up_clamp(ymin, -1.0, (double)Hs + 1.0) * nd - 0.5) - 1.0;
-            double hi = ceil(up_clamp(ymax, -1.0, (double)Hs + 1.0) * nd - 0.5) + 1.0;
-            gy0 = (long long)up_clamp(lo, 0.0, (double)rows);
-            gy1 = (long long)up_clamp(hi, 0.0, (double)rows);
+            double lo = ceil(clampd(ymin, -1.0, (double)Hs + 1.0) * nd - 0.5) - 1.0;
+            double hi = ceil(clampd(ymax, -1.0, (double)Hs + 1.0) * nd - 0.5) + 1.0;
+            gy0 = (long long)clampd(lo, 0.0, (double)rows);
+            gy1 = (long long)clampd(hi, 0.0, (double)rows);
         }
     }
     for (int cb = 0; cb < C; cb += UP_CHUNK) {
