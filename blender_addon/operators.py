@@ -163,11 +163,4 @@ class CUPYNOISE_OT_refresh_device(bpy.types.Operator):
 classes = (CUPYNOISE_OT_bake, CUPYNOISE_OT_refresh_device)
 
 
-def register():
-    for c in classes:
-        bpy.utils.register_class(c)
-
-
-def unregister():
-    for c in reversed(classes):
-        bpy.utils.unregister_class(c)
+register, unregister = bpy.utils.register_classes_factory(classes)

@@ -64,11 +64,4 @@ class CUPYNOISE_PT_bake(bpy.types.Panel):
 classes = (CUPYNOISE_PT_bake,)
 
 
-def register():
-    for c in classes:
-        bpy.utils.register_class(c)
-
-
-def unregister():
-    for c in reversed(classes):
-        bpy.utils.unregister_class(c)
+register, unregister = bpy.utils.register_classes_factory(classes)

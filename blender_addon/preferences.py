@@ -31,11 +31,4 @@ class CupyNoisePreferences(bpy.types.AddonPreferences):
 classes = (CupyNoisePreferences,)
 
 
-def register():
-    for c in classes:
-        bpy.utils.register_class(c)
-
-
-def unregister():
-    for c in reversed(classes):
-        bpy.utils.unregister_class(c)
+register, unregister = bpy.utils.register_classes_factory(classes)
