@@ -3,6 +3,8 @@
 * ``grid``: the domain grid (voxel <-> world transforms), rigid/affine backward maps
   at voxel corners from 4x4 matrices, velocity grids (trilinear sampling, RK2
   backtrace of corners), velocity sequences on disk, validation;
+* ``deform``: deformations sampled at probe points (lattices, armatures), inverted
+  by Newton steps on their trilinear interpolant;
 * ``bake``: the chained 3-D bake loop (atomic ``noise_XXXX.npy``, bake.json, resume,
   a per-frame hook for the add-on's OpenVDB writer).
 
@@ -15,9 +17,10 @@ voxel x, y, z axes are the object's local X, Y, Z (z up), so no axis is flipped.
 from .grid import (Domain, VelocityGrid, VolumeInputError, affine_positions,
                    backtrace_positions, corner_points, load_velocity_frame,
                    object_positions, rigid_positions, velocity_sequence)
+from .deform import SampledDeformation, probe_grid, rest_points
 from .bake import bake_volume_sequence
 
 __all__ = ["Domain", "VelocityGrid", "VolumeInputError", "affine_positions",
            "backtrace_positions", "corner_points", "load_velocity_frame",
            "object_positions", "rigid_positions", "velocity_sequence",
-           "bake_volume_sequence"]
+           "SampledDeformation", "probe_grid", "rest_points", "bake_volume_sequence"]

@@ -25,6 +25,10 @@ scaled, sheared) comes from ``M_{f-1} M_f^{-1} p`` for a world point p of frame 
   box boundary get a folded region; the warp's fail-safe keeps them N(0, 1) (possibly
   correlated with their neighbours along the seam).
 
+A mover may instead carry a *deformation* (``deform.SampledDeformation``: a lattice or
+an armature measured by a probe): its corners go where the deformation takes them
+(NaN, i.e. fresh noise, where it has no pre-image); its matrix then only places its box.
+
 Velocity grids
 --------------
 ``VelocityGrid``: world-space velocity ``(vx, vy, vz)`` at the voxel *centres* of its
@@ -137,10 +141,12 @@ def rigid_positions(domain_now, domain_prev, matrix_now, matrix_prev):
 
 def object_positions(domain_now, domain_prev, movers, follow="all"):
     """Backward positions from object motion. ``movers``: a list of ``(matrix_now,
-    matrix_prev, box)`` with ``box`` = ``(bmin, bmax)`` in the object's local
-    coordinates (or None). ``follow``: "all" (the first object drives the whole domain)
-    or "inside" (corners in an object's box at frame f follow it, others stay put in
-    world space). See the module's notes."""
+    matrix_prev, box)`` or ``(matrix_now, matrix_prev, box, deformation)``, ``box`` =
+    ``(bmin, bmax)`` in the object's local coordinates (or None), ``deformation`` an
+    object with ``backward(world_f) -> world_{f-1}`` (or None: the matrices move it).
+    ``follow``: "all" (the first object drives the whole domain) or "inside" (corners in
+    an object's box at frame f follow it, others stay put in world space). See the
+    module's notes."""
     if domain_now.shape != domain_prev.shape:
         raise VolumeInputError(f"the domain's resolution changed between frames: "
                                f"{domain_prev.shape} -> {domain_now.shape}")
@@ -149,16 +155,18 @@ def object_positions(domain_now, domain_prev, movers, follow="all"):
     movers = list(movers)
     if not movers:
         raise VolumeInputError("object motion needs at least one object")
-    if follow == "all":
-        m_now, m_prev, _ = movers[0]
-        return rigid_positions(domain_now, domain_prev, m_now, m_prev)
+    movers = [tuple(m) + (None,) * (4 - len(m)) for m in movers]
     world = domain_now.corners_world()
     to_prev = np.linalg.inv(domain_prev.voxel_to_world)
+    if follow == "all":
+        m_now, m_prev, _, deformation = movers[0]
+        if deformation is None:
+            return rigid_positions(domain_now, domain_prev, m_now, m_prev)
+        return _apply(to_prev, deformation.backward(world))
     out = _apply(to_prev, world)                  # static in world
     taken = np.zeros(world.shape[:-1], bool)
-    for m_now, m_prev, box in movers:
+    for m_now, m_prev, box, deformation in movers:
         m_now = _matrix(m_now, "an object's matrix at frame f")
-        m_prev = _matrix(m_prev, "an object's matrix at frame f-1")
         local = _apply(np.linalg.inv(m_now), world)
         if box is None:
             inside = np.ones(taken.shape, bool)
@@ -166,7 +174,11 @@ def object_positions(domain_now, domain_prev, movers, follow="all"):
             lo, hi = (np.asarray(b, np.float64) for b in box)
             inside = ((local >= lo) & (local <= hi)).all(axis=-1)
         sel = inside & ~taken
-        out[sel] = _apply(to_prev @ m_prev, local[sel])
+        if deformation is None:
+            m_prev = _matrix(m_prev, "an object's matrix at frame f-1")
+            out[sel] = _apply(to_prev @ m_prev, local[sel])
+        else:
+            out[sel] = _apply(to_prev, deformation.backward(world[sel]))
         taken |= sel
     return out
 
