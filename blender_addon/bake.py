@@ -52,6 +52,7 @@ class BakeSettings:
     velocity_path: str = ""           # velocity: folder of velocity_XXXX.npy or a # path
     fluid_cache: str = ""             # fluid: a cache folder instead of the modifier's
     velocity_units: str = "frame"     # frame / second
+    fluid_format: str = "auto"        # auto / mantaflow / world
     resolution: int = 32              # voxels along the domain's longest side
     vdb: bool = True                  # also noise_XXXX.vdb where openvdb exists
 
@@ -62,8 +63,8 @@ class BakeSettings:
             out_dir=self.out_dir, domain=self.domain or "", motion=self.volume_motion,
             objects=tuple(n for n in self.motion_objects if n), follow=self.follow,
             velocity_path=self.velocity_path, fluid_cache=self.fluid_cache,
-            velocity_units=self.velocity_units, resolution=int(self.resolution),
-            method=self.method, seed=int(self.seed), channels=int(self.channels),
+            velocity_units=self.velocity_units, fluid_format=self.fluid_format,
+            resolution=int(self.resolution), method=self.method, seed=int(self.seed), channels=int(self.channels),
             latent_factor=int(self.latent_factor), device=self.device, vdb=bool(self.vdb),
             frame_start=self.frame_start, frame_end=self.frame_end, resume=self.resume)
 
@@ -82,6 +83,9 @@ class BakeSettings:
             if self.velocity_units not in ("frame", "second"):
                 raise BakeError("velocity units must be 'frame' or 'second', got "
                                 f"{self.velocity_units!r}")
+            if self.fluid_format not in ("auto", "mantaflow", "world"):
+                raise BakeError("fluid cache format must be auto, mantaflow or world, got "
+                                f"{self.fluid_format!r}")
             if int(self.resolution) < 1:
                 raise BakeError(f"resolution must be >= 1, got {self.resolution}")
         if int(self.channels) < 1:

@@ -7,7 +7,8 @@ FLAGS: --out DIR [--source vectors|exr|surface|geometry|volume] [--texture-size 
 [--channels C] [--seed S] [--frames A-B] [--latent-factor F] [--device auto|cpu|gpu]
 [--background camera|vectors|fresh] [--exr] [--preview] [--no-resume]
 volume: --domain NAME [--motion-object NAME --follow all|inside | --velocity DIR |
---fluid-cache DIR | --volume-motion fluid] [--velocity-units frame|second]
+--fluid-cache DIR | --volume-motion fluid] [--fluid-format auto|mantaflow|world]
+[--velocity-units frame|second]
 [--resolution N] [--no-vdb]
 
 Prints progress; exit codes: 0 done, 2 bad input (the message says what), 1 other
@@ -45,7 +46,8 @@ def build_parser(prog):
                    help="what moves the noise (default: velocity with --velocity, fluid "
                         "with --fluid-cache, else objects)")
     v.add_argument("--motion-object", default="", metavar="NAME",
-                   help="objects motion: the object whose motion drives the noise")
+                   help="objects motion: the object whose motion drives the noise (a "
+                        "lattice or armature deforms it)")
     v.add_argument("--follow", choices=("all", "inside"), default="all",
                    help="all: the whole domain follows the object; inside: only voxels "
                         "in its bounding box")
@@ -54,6 +56,9 @@ def build_parser(prog):
     v.add_argument("--fluid-cache", default="", metavar="DIR",
                    help="fluid motion: a cache folder (with data/) instead of the "
                         "domain's Fluid modifier's")
+    v.add_argument("--fluid-format", choices=("auto", "mantaflow", "world"), default="auto",
+                   help="fluid cache layout: Blender's own (mantaflow), or world placement "
+                        "and --velocity-units (a VDB from another tool); auto: detect")
     v.add_argument("--velocity-units", choices=("frame", "second"), default="frame",
                    help="velocity values in world units per frame or per second")
     v.add_argument("--resolution", type=int, default=32, metavar="N",
@@ -174,7 +179,8 @@ def main(argv=None, blend_file=None):
             volume_motion=motion or "objects",
             motion_objects=(args.motion_object,) if args.motion_object else (),
             follow=args.follow, velocity_path=args.velocity, fluid_cache=args.fluid_cache,
-            velocity_units=args.velocity_units, resolution=args.resolution,
+            velocity_units=args.velocity_units, fluid_format=args.fluid_format,
+            resolution=args.resolution,
             vdb=not args.no_vdb)
         t0 = time.monotonic()
 

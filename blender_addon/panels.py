@@ -25,19 +25,27 @@ class CUPYNOISE_PT_bake(bpy.types.Panel):
             if s.volume_motion == "objects":
                 layout.prop(s, "volume_object")
                 layout.prop(s, "volume_follow")
+                ob = s.volume_object
+                if ob is not None and ob.type in {"LATTICE", "ARMATURE"}:
+                    row = layout.row()
+                    row.active = False
+                    row.label(text=("The lattice deforms the noise" if ob.type == "LATTICE"
+                                    else "Bone envelopes deform the noise"), icon="INFO")
             elif s.volume_motion == "velocity":
                 layout.prop(s, "velocity_path")
+                layout.prop(s, "velocity_units")
             else:
                 layout.prop(s, "fluid_cache")
-            if s.volume_motion != "objects":
-                layout.prop(s, "velocity_units")
+                layout.prop(s, "fluid_format")
+                if s.fluid_format == "world":
+                    layout.prop(s, "velocity_units")
             layout.prop(s, "volume_resolution")
         else:
             layout.prop(s, "background")
         layout.prop(s, "method")
         layout.prop(s, "seed")
         layout.prop(s, "channels")
-        layout.prop(s, "latent_factor")
+        layout.prop(s, "volume_latent_factor" if volume else "latent_factor")
         layout.prop(s, "out_dir")
         layout.prop(s, "device")
         info = device_info()

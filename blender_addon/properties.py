@@ -31,7 +31,8 @@ class CupyNoiseSettings(bpy.types.PropertyGroup):
                 "(D, H, W, 3) on the domain's grid")])
     volume_object: PointerProperty(
         name="Motion Object", type=bpy.types.Object,
-        description="Volume source, object motion: the object whose motion drives the noise")
+        description="Volume source, object motion: the object whose motion drives the "
+                    "noise; a lattice or armature deforms it as it deforms a mesh")
     volume_follow: EnumProperty(
         name="Follow", default="all",
         items=[("all", "Whole Domain", "The whole domain's noise follows the object"),
@@ -45,10 +46,21 @@ class CupyNoiseSettings(bpy.types.PropertyGroup):
         name="Fluid Cache", subtype="DIR_PATH", default="",
         description="A fluid cache folder (with data/) instead of the domain's Fluid "
                     "modifier's cache; empty: the modifier's")
+    fluid_format: EnumProperty(
+        name="Cache Layout", default="auto",
+        items=[("auto", "Auto", "Blender's own fluid cache when the domain is a fluid "
+                "domain or the file says so, else World"),
+               ("mantaflow", "Blender Fluid", "Blender's Mantaflow cache: staggered "
+                "velocity in cells per time step, placed by the domain object"),
+               ("world", "World", "A VDB from another tool: the grid's transform places it, "
+                "values in world units (Velocity Units)")])
     velocity_units: EnumProperty(
         name="Velocity Units", default="frame",
         items=[("frame", "Per Frame", "World units per frame"),
                ("second", "Per Second", "World units per second (the scene's frame rate)")])
+    volume_latent_factor: IntProperty(
+        name="Latent Factor", default=1, min=1, soft_max=16,
+        description="Volume source: latents.npy pools the voxels by this factor")
     volume_resolution: IntProperty(name="Resolution", default=32, min=1, soft_max=256,
                                    description="Voxels along the domain's longest side")
     write_vdb: BoolProperty(name="OpenVDB", default=True,
@@ -90,9 +102,10 @@ class CupyNoiseSettings(bpy.types.PropertyGroup):
 
     def to_settings(self, **overrides):
         from .bake import BakeSettings
+        volume = self.source == "volume"
         kw = dict(out_dir=self.out_dir, source=self.source, exr_path=self.exr_path,
                   method=self.method, seed=self.seed, channels=self.channels,
-                  latent_factor=self.latent_factor, device=self.device,
+                  latent_factor=self.volume_latent_factor if volume else self.latent_factor, device=self.device,
                   exr=self.write_exr, preview=self.write_preview,
                   background=self.background, texture_size=self.texture_size,
                   domain=self.volume_domain.name if self.volume_domain else "",
@@ -100,6 +113,7 @@ class CupyNoiseSettings(bpy.types.PropertyGroup):
                   motion_objects=(self.volume_object.name,) if self.volume_object else (),
                   follow=self.volume_follow, velocity_path=self.velocity_path,
                   fluid_cache=self.fluid_cache, velocity_units=self.velocity_units,
+                  fluid_format=self.fluid_format,
                   resolution=self.volume_resolution, vdb=self.write_vdb)
         kw.update(overrides)
         return BakeSettings(**kw)

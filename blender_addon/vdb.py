@@ -154,22 +154,36 @@ def write_velocity_vdb(path, velocity, voxel_to_world, name="velocity"):
     return path
 
 
-def read_velocity_vdb(path):
-    """``(velocity (D, H, W, 3), voxel_to_world, grid name)`` of the first Vec3 grid whose
-    name contains "vel" (Blender's fluid cache: ``velocity``; the name is not pinned,
-    BLENDER_FACTS 8). Index space: the grid's active bounding box, its minimum corner
-    becomes voxel (0, 0, 0). Raises ValueError naming the grids found otherwise."""
+def _velocity_grid(path):
+    """The velocity grid of ``path``: ``velocity`` (Blender's fluid cache), else the
+    first Vec3 grid whose name contains "vel". ValueError naming the grids otherwise."""
     vdb = _need()
     try:
         grids, _ = vdb.readAll(path)
     except Exception as exc:
         raise ValueError(f"cannot read the OpenVDB file {path!r}: {exc}") from None
     vec = [g for g in grids if "vec3" in g.valueTypeName.lower() and "vel" in g.name.lower()]
+    vec.sort(key=lambda g: g.name != "velocity")
     if not vec:
         found = ", ".join(f"{g.name} ({g.valueTypeName})" for g in grids) or "none"
         raise ValueError(f"{path!r} has no Vec3 velocity grid (a name containing 'vel'); "
                          f"grids found: {found}")
-    g = vec[0]
+    return vec[0]
+
+
+def _meta(grid, key):
+    try:
+        return grid[key]
+    except (KeyError, TypeError, IndexError):
+        return None
+
+
+def read_velocity_vdb(path):
+    """``(velocity (D, H, W, 3), voxel_to_world, grid name)`` of a velocity grid in world
+    placement and units (a cache from another tool; Blender's own is read by
+    ``read_mantaflow_velocity``). Index space: the grid's active bounding box, its
+    minimum corner becomes voxel (0, 0, 0)."""
+    g = _velocity_grid(path)
     lo, hi = g.evalActiveVoxelBoundingBox()
     lo, hi = np.array(lo), np.array(hi)
     if (hi < lo).any():   # empty grid: one zero voxel
@@ -179,3 +193,45 @@ def read_velocity_vdb(path):
     g.copyToArray(a, tuple(int(x) for x in lo))
     m = index_to_world_matrix(g) @ _shift(lo.astype(np.float64)) @ _shift(-0.5)
     return a.transpose(2, 1, 0, 3), m, g.name
+
+
+def mantaflow_resolution(path):
+    """The grid size ``(x, y, z)`` Mantaflow recorded in ``path`` (metadata
+    ``file_base_resolution``), or None for an older file without it."""
+    res = _meta(_velocity_grid(path), "file_base_resolution")
+    return None if res is None else tuple(int(round(float(n))) for n in res)
+
+
+def read_mantaflow_velocity(path, resolution=None):
+    """``(raw (D, H, W, 3) float32, staggered)`` of Blender's fluid cache file: the stored
+    values (cells per Mantaflow time unit, ``cupy_core.volume.mantaflow``) of index
+    ``(0, 0, 0) .. resolution - 1``, zero where the sparse grid has no voxel.
+    ``resolution`` ``(x, y, z)``: the file's ``file_base_resolution`` when None."""
+    g = _velocity_grid(path)
+    res = resolution or mantaflow_resolution(path)
+    if res is None:
+        raise ValueError(f"{path!r} does not record its grid size (no file_base_resolution): "
+                         "give the fluid domain's resolution")
+    a = np.zeros((int(res[0]), int(res[1]), int(res[2]), 3), np.float32)
+    g.copyToArray(a, (0, 0, 0))
+    staggered = str(g.gridClass).lower().endswith("staggered") or \
+        str(_meta(g, "class") or "").lower() == "staggered"
+    return a.transpose(2, 1, 0, 3), staggered
+
+
+def write_mantaflow_velocity(path, raw, voxel_size, name="velocity"):
+    """A test fixture laid out as Blender writes its fluid cache: a staggered Vec3SGrid
+    ``velocity`` of ``raw`` (D, H, W, 3) at index (0, 0, 0).., a voxel-size-only
+    transform and ``file_base_resolution`` metadata."""
+    vdb = _need()
+    v = np.asarray(raw, np.float32)
+    g = vdb.Vec3SGrid()
+    g.copyFromArray(np.ascontiguousarray(v.transpose(2, 1, 0, 3)))
+    g.name = name
+    g.transform = vdb.createLinearTransform(float(voxel_size))
+    if hasattr(vdb, "GridClass"):
+        g.gridClass = vdb.GridClass.STAGGERED
+    g["file_base_resolution"] = (v.shape[2], v.shape[1], v.shape[0])
+    g["file_voxel_size"] = float(voxel_size)
+    vdb.write(path, [g])
+    return path

@@ -1,22 +1,27 @@
 """The volume bake (source "volume"): a domain box sets the voxel grid; the 3-D
 backward map of frame f comes from
 
-* ``motion="objects"``: the evaluated ``matrix_world`` of the chosen objects at f and
-  f-1 (``follow="all"``: the first object drives the whole domain; "inside": voxels in
-  an object's bounding box follow it, the rest stay still in world space; see
-  ``cupy_core.volume.grid``), the noise moving rigidly with each object (or with the
-  object's affine deformation, e.g. a bone-parented or scaled object);
-* ``motion="fluid"``: the domain's baked fluid cache (OpenVDB, ``<cache>/data``), the
-  Vec3 grid whose name contains "vel"; its transform is taken as world placement and
-  its values as world units per second (``velocity_units``; UNSURE for Mantaflow's
-  files, BLENDER_FACTS 8); every voxel corner is traced back through frame f's field (RK2);
+* ``motion="objects"``: the chosen objects at f and f-1 (``follow="all"``: the first
+  object drives the whole domain; "inside": voxels in an object's bounding box follow
+  it, the rest stay still in world space; see ``cupy_core.volume.grid``). An object
+  moves the noise rigidly (or affinely: scaled, bone-parented) by its evaluated
+  ``matrix_world``; a lattice or an armature *deforms* it as it deforms a mesh bound to
+  it (``readers.volume.DeformationProbe``; armatures through their bone envelopes);
+* ``motion="fluid"``: the domain's baked fluid cache (OpenVDB, ``<cache>/data``).
+  Blender's own cache (``fluid_format`` "auto" or "mantaflow"): the staggered
+  ``velocity`` grid in cells per Mantaflow time unit, placed by the domain object's box
+  and matrix (``cupy_core.volume.mantaflow``); a cache from another tool ("world"): the
+  Vec3 grid whose name contains "vel", placed by its transform, in world units per
+  ``velocity_units``. Every voxel corner is traced back through frame f's field (RK2);
 * ``motion="velocity"``: a velocity sequence on disk, ``velocity_XXXX.npy`` (see
   ``cupy_core.volume.grid.load_velocity_frame``) on the domain's grid at frame f.
 
 Outputs: ``noise_XXXX.npy`` ``(D, H, W, C)``, ``latents.npy``, ``bake.json`` (cupy_core's
-3-D bake loop, atomic files, resume) and, where the openvdb module exists (bpy 4.5 and
-5.0), ``noise_XXXX.vdb`` (grids ``noise_0``..) loaded back as a Volume object.
-Every input frame is checked before the first frame is written.
+3-D bake loop, atomic files, resume; its source records whether ``.vdb`` files were
+written and why not) and, where the openvdb module exists (bpy 4.5 and 5.0),
+``noise_XXXX.vdb`` (grids ``noise_0``..) loaded back as a Volume object.
+Every input frame is checked before the first frame is written; the scene's frame is
+restored and any probe removed, after success, error or cancel.
 """
 import dataclasses
 import os
@@ -38,6 +43,8 @@ class VolumeSettings:
     velocity_path: str = ""           # velocity: folder of velocity_XXXX.npy or a # path
     fluid_cache: str = ""             # fluid: a cache folder instead of the modifier's
     velocity_units: str = "frame"     # "frame" or "second" (with the scene's fps)
+    fluid_format: str = "auto"        # "auto", "mantaflow" (Blender's cache) or "world"
+    probe_cells: int = 48             # deformers: probe cells along its longest side
     resolution: int = 32              # voxels along the domain's longest side
     substeps: int = 2                 # RK2 steps per frame for velocity fields
     method: str = "grid"
@@ -57,8 +64,8 @@ def run_volume_bake(scene, s, *, progress=None, cancelled=None, main=None, log=p
     ``BakeResult`` (with ``vdb`` and ``vdb_note`` attributes added)."""
     from cupy_core import io as cio
     from cupy_core.volume import (VelocityGrid, VolumeInputError, backtrace_positions,
-                                  bake_volume_sequence, load_velocity_frame, object_positions,
-                                  velocity_sequence)
+                                  bake_volume_sequence, load_velocity_frame,
+                                  mantaflow_velocity_grid, object_positions, velocity_sequence)
 
     from . import vdb as V
     from .bake import array_module, resolve_out_dir
@@ -108,17 +115,21 @@ def run_volume_bake(scene, s, *, progress=None, cancelled=None, main=None, log=p
         except VolumeInputError as exc:
             raise BakeError(str(exc)) from None
     old = scene.frame_current
-    grids, mats, boxes = {}, {}, {}
+    grids, mats, boxes, dom_boxes = {}, {}, {}, {}
 
     def grab():
         for f in frames:
             scene.frame_set(f)
             grids[f] = R.domain_grid(dom_ob, s.resolution)
+            dom_boxes[f] = (R.local_box(dom_ob), R.matrix_world(dom_ob))
             mats[f] = [R.matrix_world(ob) for ob in movers]
             boxes[f] = [R.local_box(ob) for ob in movers]
         scene.frame_set(old)
 
     call(grab)
+    layout = None
+    if s.motion == "fluid" and len(frames) > 1:
+        layout = R.fluid_layout(dom_ob, cache[frames[1]], s.fluid_format)
     shape = grids[frames[0]].shape
     for f in frames:
         if grids[f].shape != shape:
@@ -140,16 +151,14 @@ def run_volume_bake(scene, s, *, progress=None, cancelled=None, main=None, log=p
             now, prev = grids[f], grids[f - 1]
             try:
                 if s.motion == "objects":
+                    deform = {}
+                    for n, probe in probes.items():
+                        deform[n] = call(lambda: probe.sample(f, now.corners_world()))
                     return object_positions(
-                        now, prev, [(mats[f][n], mats[f - 1][n], boxes[f][n])
+                        now, prev, [(mats[f][n], mats[f - 1][n], boxes[f][n], deform.get(n))
                                     for n in range(len(movers))], follow=s.follow)
                 if s.motion == "fluid":
-                    try:
-                        data, m, _ = V.read_velocity_vdb(cache[f])
-                    except ValueError as exc:
-                        raise BakeError(f"fluid cache frame {f}: {exc}") from None
-                    units = "second" if s.velocity_units == "second" else "frame"
-                    vel = VelocityGrid(data, m, units=units, fps=fps)
+                    vel = fluid_velocity(f)
                 else:
                     data = load_velocity_frame(vfiles[f], shape)
                     vel = VelocityGrid(data, now.voxel_to_world, units=s.velocity_units,
@@ -157,6 +166,19 @@ def run_volume_bake(scene, s, *, progress=None, cancelled=None, main=None, log=p
                 return backtrace_positions(now, prev, vel, substeps=int(s.substeps))
             except VolumeInputError as exc:
                 raise BakeError(f"frame {f}: {exc}") from None
+
+    def fluid_velocity(f):
+        try:
+            if layout["format"] == "mantaflow":
+                raw, staggered = V.read_mantaflow_velocity(cache[f], layout["resolution"])
+                (bmin, bmax), m = dom_boxes[f]
+                return mantaflow_velocity_grid(raw, bmin, bmax, m, fps, layout["time_scale"],
+                                               staggered=staggered)
+            data, m, _ = V.read_velocity_vdb(cache[f])
+        except ValueError as exc:
+            raise BakeError(f"fluid cache frame {f}: {exc}") from None
+        units = "second" if s.velocity_units == "second" else "frame"
+        return VelocityGrid(data, m, units=units, fps=fps)
 
     def on_frame(frame, noise):
         if not write_vdb:
@@ -169,16 +191,32 @@ def run_volume_bake(scene, s, *, progress=None, cancelled=None, main=None, log=p
               "motion": s.motion, "objects": [ob.name for ob in movers],
               "follow": s.follow, "velocity": s.velocity_path,
               "velocity_units": s.velocity_units, "resolution": int(s.resolution),
-              "substeps": int(s.substeps)}
+              "substeps": int(s.substeps), "vdb": write_vdb, "vdb_note": note,
+              "deformers": [ob.name for ob in movers if R.is_deformer(ob)],
+              "fluid": layout}
+    probes = {}
     if progress is not None:
         progress(0, total, frames[0])
     try:
+        def make_probes():
+            for n, ob in enumerate(movers):
+                if R.is_deformer(ob):
+                    probes[n] = R.DeformationProbe(scene, ob, frames[0],
+                                                   max_cells=int(s.probe_cells))
+        call(make_probes)
         result = bake_volume_sequence(
             Positions(), out_dir, shape=shape, method=s.method, seed=int(s.seed),
             channels=int(s.channels), latent_factor=int(s.latent_factor),
             first_frame=frames[0], source=source, resume=s.resume, xp=xp, on_frame=on_frame)
     except (cio.OutputError, VolumeInputError) as exc:
         raise BakeError(str(exc)) from None
+    finally:
+        def tidy():
+            for probe in probes.values():
+                probe.remove()
+            if scene.frame_current != old:
+                scene.frame_set(old)
+        call(tidy)
     result.vdb = write_vdb
     result.vdb_note = note
     if write_vdb and s.load_volume:

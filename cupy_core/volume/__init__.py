@@ -5,6 +5,8 @@
   backtrace of corners), velocity sequences on disk, validation;
 * ``deform``: deformations sampled at probe points (lattices, armatures), inverted
   by Newton steps on their trilinear interpolant;
+* ``mantaflow``: Blender's fluid cache velocity (MAC, cells per time unit, placed by
+  the domain object) as a ``VelocityGrid``;
 * ``bake``: the chained 3-D bake loop (atomic ``noise_XXXX.npy``, bake.json, resume,
   a per-frame hook for the add-on's OpenVDB writer).
 
@@ -18,9 +20,11 @@ from .grid import (Domain, VelocityGrid, VolumeInputError, affine_positions,
                    backtrace_positions, corner_points, load_velocity_frame,
                    object_positions, rigid_positions, velocity_sequence)
 from .deform import SampledDeformation, probe_grid, rest_points
+from .mantaflow import frame_length, mantaflow_velocity_grid, staggered_to_centred
 from .bake import bake_volume_sequence
 
 __all__ = ["Domain", "VelocityGrid", "VolumeInputError", "affine_positions",
            "backtrace_positions", "corner_points", "load_velocity_frame",
            "object_positions", "rigid_positions", "velocity_sequence",
-           "SampledDeformation", "probe_grid", "rest_points", "bake_volume_sequence"]
+           "SampledDeformation", "probe_grid", "rest_points", "frame_length",
+           "mantaflow_velocity_grid", "staggered_to_centred", "bake_volume_sequence"]

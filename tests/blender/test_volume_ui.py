@@ -120,7 +120,8 @@ def test_scene_properties_and_operator(tmp_path):
     s.volume_follow = "inside"
     s.volume_resolution = 4
     s.channels = 1
-    s.latent_factor = 2
+    s.latent_factor = 8            # the screen sources' factor: not used for volumes
+    s.volume_latent_factor = 2
     s.device = "cpu"
     s.out_dir = str(tmp_path / "op")
     st = s.to_settings()
@@ -166,7 +167,7 @@ class _Layout:
 @pytest.mark.parametrize("motion, shown", [
     ("objects", {"volume_object", "volume_follow"}),
     ("velocity", {"velocity_path", "velocity_units"}),
-    ("fluid", {"fluid_cache", "velocity_units"})])
+    ("fluid", {"fluid_cache", "fluid_format"})])
 def test_panel_draws_volume_settings(motion, shown):
     from types import SimpleNamespace
     from blender_addon.panels import CUPYNOISE_PT_bake
@@ -178,8 +179,34 @@ def test_panel_draws_volume_settings(motion, shown):
     CUPYNOISE_PT_bake.draw(panel, SimpleNamespace(scene=sc))
     assert {"volume_domain", "volume_motion", "volume_resolution", "write_vdb"} | shown <= set(log)
     assert "background" not in log and "write_exr" not in log
+    assert "volume_latent_factor" in log and "latent_factor" not in log
+    if motion == "fluid":             # world layout: its units matter, so they show
+        sc.cupy_noise.fluid_format = "world"
+        log.clear()
+        CUPYNOISE_PT_bake.draw(panel, SimpleNamespace(scene=sc))
+        assert "velocity_units" in log
     assert any("openvdb" in x for x in log if x.startswith("label:")) == (not V.available())
     sc.cupy_noise.source = "vectors"
     log.clear()
     CUPYNOISE_PT_bake.draw(panel, SimpleNamespace(scene=sc))
     assert "volume_domain" not in log and "background" in log
+
+
+def test_panel_says_when_a_lattice_or_armature_deforms_the_noise():
+    from types import SimpleNamespace
+    from blender_addon.panels import CUPYNOISE_PT_bake
+    sc = build_scene()
+    s = sc.cupy_noise
+    s.source, s.volume_motion = "volume", "objects"
+    panel_log = []
+    panel = SimpleNamespace(layout=_Layout(panel_log))
+    for data, expect in ((bpy.data.lattices.new("L"), "The lattice deforms the noise"),
+                         (bpy.data.armatures.new("A"), "Bone envelopes deform the noise"),
+                         (None, None)):
+        ob = bpy.data.objects.new("Deformer" + str(len(panel_log)), data)
+        sc.collection.objects.link(ob)
+        s.volume_object = ob
+        panel_log.clear()
+        CUPYNOISE_PT_bake.draw(panel, SimpleNamespace(scene=sc))
+        labels = [x for x in panel_log if x.startswith("label:") and "deform" in x]
+        assert labels == ([] if expect is None else ["label:" + expect])
