@@ -20,7 +20,7 @@ from ._cuda import gpu_available, i64
 def _geometry(method, positions, at):
     """What each variant needs: (positions in its own form, valid mask or None)."""
     xp = array_module(positions)
-    pos = positions.astype(xp.float64)
+    pos = positions.astype(xp.float64, copy=False)   # read-only below: no extra copy
     if method == "grid":
         if at == "corners":
             return pos, None
