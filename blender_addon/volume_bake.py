@@ -14,7 +14,8 @@ backward map of frame f comes from
   Vec3 grid whose name contains "vel", placed by its transform, in world units per
   ``velocity_units``. Every voxel corner is traced back through frame f's field (RK2);
 * ``motion="velocity"``: a velocity sequence on disk, ``velocity_XXXX.npy`` (see
-  ``cupy_core.volume.grid.load_velocity_frame``) on the domain's grid at frame f.
+  ``cupy_core.volume.grid.load_velocity_frame``) on the domain's grid at frame f, or
+  ``velocity_XXXX.vdb`` (a Vec3 grid named like "vel", placed by its transform).
 
 Outputs: ``noise_XXXX.npy`` ``(D, H, W, C)``, ``latents.npy``, ``bake.json`` (cupy_core's
 3-D bake loop, atomic files, resume; its source records whether ``.vdb`` files were
@@ -114,6 +115,9 @@ def run_volume_bake(scene, s, *, progress=None, cancelled=None, main=None, log=p
             vfiles = velocity_sequence(bpy_abspath(s.velocity_path), frames[1:])
         except VolumeInputError as exc:
             raise BakeError(str(exc)) from None
+        if any(p.endswith(".vdb") for p in vfiles.values()) and not V.available():
+            raise BakeError("the velocity sequence has .vdb files, which need the openvdb "
+                            f"module: {V.why_unavailable()}")
     old = scene.frame_current
     grids, mats, boxes, dom_boxes = {}, {}, {}, {}
 
@@ -159,6 +163,12 @@ def run_volume_bake(scene, s, *, progress=None, cancelled=None, main=None, log=p
                                     for n in range(len(movers))], follow=s.follow)
                 if s.motion == "fluid":
                     vel = fluid_velocity(f)
+                elif vfiles[f].endswith(".vdb"):      # placed by its own transform
+                    try:
+                        data, m, _ = V.read_velocity_vdb(vfiles[f])
+                    except ValueError as exc:
+                        raise BakeError(f"velocity frame {f}: {exc}") from None
+                    vel = VelocityGrid(data, m, units=s.velocity_units, fps=fps)
                 else:
                     data = load_velocity_frame(vfiles[f], shape)
                     vel = VelocityGrid(data, now.voxel_to_world, units=s.velocity_units,

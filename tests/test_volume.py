@@ -185,6 +185,11 @@ def test_velocity_sequence_on_disk(tmp_path):
         load_velocity_frame(str(tmp_path / "nope.npy"))
     with pytest.raises(VolumeInputError, match=r"\(D, H, W, 3\)"):
         VelocityGrid(np.zeros((2, 3, 4)), np.eye(4))
+    # .vdb frames count too; a .npy of the same frame wins
+    (tmp_path / "velocity_0003.vdb").write_bytes(b"")
+    (tmp_path / "velocity_0004.vdb").write_bytes(b"")
+    files = velocity_sequence(str(tmp_path), [1, 2, 3, 4])
+    assert files[3].endswith("velocity_0003.vdb") and files[4].endswith("velocity_0004.npy")
 
 
 def test_bake_volume_matches_chain_and_resumes(tmp_path):

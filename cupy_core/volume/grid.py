@@ -277,20 +277,21 @@ def load_velocity_frame(path, shape=None):
 
 def velocity_sequence(path, frames):
     """``{frame: file}`` for a velocity sequence: ``path`` is a folder of
-    ``velocity_XXXX.npy`` (frame number, zero-padded to 4) or a pattern with # (the
-    frame number zero-padded to the count of #). Every frame of ``frames`` must have a
-    file; otherwise ``VolumeInputError`` lists the missing ones."""
+    ``velocity_XXXX.npy`` or ``velocity_XXXX.vdb`` (frame number, zero-padded to 4; a
+    ``.npy`` wins over a ``.vdb`` of the same frame) or a pattern with # (the frame
+    number zero-padded to the count of #). Every frame of ``frames`` must have a file;
+    otherwise ``VolumeInputError`` lists the missing ones."""
     path = str(path)
     if not path:
         raise VolumeInputError("no velocity sequence given (a folder of velocity_XXXX.npy "
-                               "or a path with #)")
+                               "or .vdb, or a path with #)")
     files = {}
     if "#" in os.path.basename(path):
         run = re.search(r"#+", os.path.basename(path)).group(0)
         files = {f: path.replace(run, f"{f:0{len(run)}d}") for f in frames}
     elif os.path.isdir(path):
-        for name in os.listdir(path):
-            m = re.fullmatch(VELOCITY_PREFIX + r"_(-?\d+)\.npy", name)
+        for name in sorted(os.listdir(path), key=lambda n: n.endswith(".npy")):
+            m = re.fullmatch(VELOCITY_PREFIX + r"_(-?\d+)\.(npy|vdb)", name)
             if m:
                 files[int(m.group(1))] = os.path.join(path, name)
     else:

@@ -182,3 +182,24 @@ def test_fluid_cache_velocity_and_volume_object(scene, tmp_path):
     os.remove(cache / "data" / "fluid_data_0003.vdb")
     with pytest.raises(BakeError, match=r"no velocity file for frame\(s\) 3"):
         run_volume_bake(scene, s)
+
+
+def test_velocity_sequence_of_vdb_files(scene, tmp_path):
+    vel = tmp_path / "vel"
+    os.makedirs(vel)
+    grid = Domain.from_box((-1, -1, -1), (1, 1, 1), 4, mat((1, 0, 0), 0))   # its own grid
+    if not V.available():
+        (vel / "velocity_0002.vdb").write_bytes(b"")
+        s = VolumeSettings(out_dir=str(tmp_path / "out"), domain="Domain", motion="velocity",
+                           velocity_path=str(vel), frame_end=2, vdb=False)
+        with pytest.raises(BakeError, match="openvdb"):
+            run_volume_bake(scene, s)
+        return
+    v = np.broadcast_to(np.float32([0, 0, -0.25]), (4, 4, 4, 3))       # -1 voxel/frame in z
+    for f in (2, 3, 4):
+        V.write_velocity_vdb(str(vel / f"velocity_{f:04d}.vdb"), v, grid.voxel_to_world)
+    out = str(tmp_path / "out")
+    s = VolumeSettings(out_dir=out, domain="Domain", motion="velocity", velocity_path=str(vel),
+                       resolution=8, channels=1, vdb=False)
+    a, b = frames_of(out, run_volume_bake(scene, s).frames)[:2]
+    np.testing.assert_allclose(b[:-1], a[1:], atol=1e-5)
