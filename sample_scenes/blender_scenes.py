@@ -11,6 +11,8 @@ can be rebuilt with any Blender 4.2+ (bpy from PyPI included):
 * ``shift``: a static orthographic camera, 10 pixels per unit, 64 x 48, a 16 x 16 px
   square moving exactly (dx, dy) pixels per frame (x right, y up) over a backdrop that
   covers the left part of the view; the rest is world background (no geometry).
+* ``twist``: a smoke domain box inside a lattice that twists and drifts, frames 1-12
+  (the volume source with a deformer).
 """
 import math
 import sys
@@ -153,7 +155,33 @@ def flag_scene(frames=8, width=64, height=48):
     return scene
 
 
-SCENES = {"demo": demo_scene, "shift": shift_scene, "flag": flag_scene}
+def twist_scene(frames=12, turns=0.25):
+    """A 2 x 2 x 2 smoke domain ("Smoke Domain") inside a lattice ("Twister") whose
+    shape key twists it about z (top against bottom by ``turns`` of a full turn) while
+    the lattice drifts along x: the volume source's deformer sample."""
+    scene = _empty_scene()
+    scene.frame_start, scene.frame_end = 1, frames
+    dom = _box("Smoke Domain", (2, 2, 2), (0, 0, 0), (0.6, 0.6, 0.7))
+    dom.display_type = "WIRE"
+    lt = bpy.data.lattices.new("Twister")
+    lt.points_u = lt.points_v = 4
+    lt.points_w = 6
+    ob = bpy.data.objects.new("Twister", lt)
+    scene.collection.objects.link(ob)
+    ob.scale = (3, 3, 3)
+    ob.shape_key_add(name="Basis")
+    key = ob.shape_key_add(name="Twist")
+    for p in key.data:
+        a = 2 * math.pi * turns * p.co.z            # local z in -0.5 .. 0.5
+        x, y = p.co.x, p.co.y
+        p.co.x, p.co.y = math.cos(a) * x - math.sin(a) * y, math.sin(a) * x + math.cos(a) * y
+    _linear_keys(key, "value", [0.0, 1.0], [1, frames])
+    _linear_keys(ob, "location", [(0, 0, 0), (0.5, 0, 0)], [1, frames])
+    return scene
+
+
+SCENES = {"demo": demo_scene, "shift": shift_scene, "flag": flag_scene,
+          "twist": twist_scene}
 
 
 def save(kind, path):
