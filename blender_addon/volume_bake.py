@@ -110,6 +110,9 @@ def run_volume_bake(scene, s, *, progress=None, cancelled=None, main=None, log=p
         movers = [R.find_object(n, "moving") for n in names]
     elif s.motion == "fluid":
         cache = R.fluid_cache_files(dom_ob, frames[1:], bpy_abspath(s.fluid_cache))
+        if cache and not V.available():
+            raise BakeError("the fluid cache is OpenVDB, which needs the openvdb module: "
+                            f"{V.why_unavailable()}")
     else:
         try:
             vfiles = velocity_sequence(bpy_abspath(s.velocity_path), frames[1:])

@@ -129,6 +129,16 @@ def test_without_openvdb_npy_only_and_says_why(scene, tmp_path):
     res = run_volume_bake(scene, s, log=msgs.append)
     assert not res.vdb and "openvdb" in res.vdb_note and msgs
     assert not [n for n in os.listdir(tmp_path) if n.endswith(".vdb")]
+    # a fluid cache cannot be read at all: a clear error before anything is written
+    cache = tmp_path / "cache"
+    os.makedirs(cache / "data")
+    for f in (2, 3, 4):
+        (cache / "data" / f"fluid_data_{f:04d}.vdb").write_bytes(b"")
+    s = VolumeSettings(out_dir=str(tmp_path / "fluid"), domain="Domain", motion="fluid",
+                       fluid_cache=str(cache), resolution=4)
+    with pytest.raises(BakeError, match="openvdb module"):
+        run_volume_bake(scene, s)
+    assert not os.path.exists(tmp_path / "fluid" / "noise_0001.npy")
 
 
 @needs_vdb
