@@ -20,7 +20,7 @@ Rest grid: ``origin + spacing * (j, i, k)`` for the point ``[k, i, j]`` of a
 """
 import numpy as np
 
-from .grid import VolumeInputError
+from .grid import VolumeInputError, _float_field
 
 __all__ = ["SampledDeformation", "probe_grid", "rest_points"]
 
@@ -62,11 +62,7 @@ def _check_samples(a, counts, name):
     if a.shape != (nz, ny, nx, 3):
         raise VolumeInputError(f"{name} must be (nz, ny, nx, 3) = {(nz, ny, nx, 3)}, got "
                                f"{a.shape}")
-    if not np.issubdtype(a.dtype, np.floating):
-        raise VolumeInputError(f"{name} must be floating point, got {a.dtype}")
-    if not np.isfinite(a).all():
-        raise VolumeInputError(f"{name} has non-finite positions")
-    return a.astype(np.float64)
+    return _float_field(a, name)
 
 
 class SampledDeformation:

@@ -64,6 +64,17 @@ def _matrix(m, name):
     return m
 
 
+def _float_field(a, what):
+    """``a`` as float64 if it is a floating-point array of finite values; otherwise a
+    ``VolumeInputError`` naming ``what``."""
+    a = np.asarray(a)
+    if not np.issubdtype(a.dtype, np.floating):
+        raise VolumeInputError(f"{what} must be floating point, got {a.dtype}")
+    if not np.isfinite(a).all():
+        raise VolumeInputError(f"{what} has non-finite values")
+    return a.astype(np.float64)
+
+
 def _apply(m, pts):
     """4x4 affine ``m`` applied to points ``(..., 3)``."""
     return pts @ m[:3, :3].T + m[:3, 3]
@@ -191,11 +202,7 @@ class VelocityGrid:
         if data.ndim != 4 or data.shape[-1] != 3 or min(data.shape[:3]) < 1:
             raise VolumeInputError(f"a velocity grid must be (D, H, W, 3), got shape "
                                    f"{tuple(data.shape)}")
-        if not np.issubdtype(data.dtype, np.floating):
-            raise VolumeInputError(f"a velocity grid must be floating point, got {data.dtype}")
-        if not np.isfinite(data).all():
-            raise VolumeInputError("the velocity grid has non-finite values")
-        data = data.astype(np.float64)
+        data = _float_field(data, "the velocity grid")
         if units == "second":
             if fps is None or not fps > 0:
                 raise VolumeInputError(f"velocity in units per second needs fps > 0, got {fps}")
@@ -268,10 +275,7 @@ def load_velocity_frame(path, shape=None):
     if shape is not None and tuple(data.shape[:3]) != tuple(shape):
         raise VolumeInputError(f"velocity file {path!r} is {data.shape[:3]} voxels (D, H, W); "
                                f"the domain is {tuple(shape)}")
-    if not np.issubdtype(data.dtype, np.floating):
-        raise VolumeInputError(f"velocity file {path!r} is {data.dtype}, not floating point")
-    if not np.isfinite(data).all():
-        raise VolumeInputError(f"velocity file {path!r} has non-finite values")
+    _float_field(data, f"velocity file {path!r}")
     return data
 
 

@@ -18,7 +18,7 @@ run under bpy from PyPI):
 """
 import numpy as np
 
-from .grid import VelocityGrid, VolumeInputError, _matrix
+from .grid import VelocityGrid, VolumeInputError, _float_field, _matrix
 
 __all__ = ["frame_length", "staggered_to_centred", "mantaflow_velocity_grid"]
 
@@ -55,8 +55,7 @@ def mantaflow_velocity_grid(raw, bmin, bmax, matrix_world, fps, time_scale=1.0,
     raw = np.asarray(raw)
     if raw.ndim != 4 or raw.shape[-1] != 3 or min(raw.shape[:3]) < 1:
         raise VolumeInputError(f"the fluid velocity must be (D, H, W, 3), got {raw.shape}")
-    if not np.isfinite(raw).all():
-        raise VolumeInputError("the fluid velocity has non-finite values")
+    raw = _float_field(raw, "the fluid velocity")
     bmin = np.asarray(bmin, np.float64)
     ext = np.asarray(bmax, np.float64) - bmin
     if not (ext > 0).all():
@@ -64,7 +63,7 @@ def mantaflow_velocity_grid(raw, bmin, bmax, matrix_world, fps, time_scale=1.0,
     m = _matrix(matrix_world, "the fluid domain's world matrix")
     d, h, w = raw.shape[:3]
     cell = ext / np.array([w, h, d], np.float64)          # local size of a cell (x, y, z)
-    v = staggered_to_centred(raw) if staggered else raw.astype(np.float64)
+    v = staggered_to_centred(raw) if staggered else raw
     local = v * (frame_length(fps, time_scale) * cell)    # local units per frame
     world = local @ m[:3, :3].T
     v2l = np.eye(4)

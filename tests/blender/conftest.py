@@ -52,3 +52,15 @@ def pytest_unconfigure(config):
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(_EXIT["status"])
+
+
+@pytest.fixture
+def domain_scene():
+    """An empty scene, frames 1-4, with a 2 x 2 x 2 cube "Domain" centred at (1, 0, 0):
+    the volume tests' domain box."""
+    bpy.ops.wm.read_factory_settings(use_empty=True)
+    sc = bpy.context.scene
+    sc.frame_start, sc.frame_end = 1, 4
+    bpy.ops.mesh.primitive_cube_add(size=2.0, location=(1, 0, 0))
+    bpy.context.active_object.name = "Domain"
+    return sc

@@ -18,13 +18,8 @@ needs_vdb = pytest.mark.skipif(not V.available(), reason=str(V.why_unavailable()
 
 
 @pytest.fixture
-def scene():
-    bpy.ops.wm.read_factory_settings(use_empty=True)
-    sc = bpy.context.scene
-    sc.frame_start, sc.frame_end = 1, 4
-    bpy.ops.mesh.primitive_cube_add(size=2.0, location=(1, 0, 0))   # a 2 x 2 x 2 box
-    bpy.context.active_object.name = "Domain"
-    return sc
+def scene(domain_scene):
+    return domain_scene
 
 
 def animate(name, frames, loc, rot_z=lambda f: 0.0):
