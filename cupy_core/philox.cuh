@@ -64,3 +64,21 @@ __device__ __forceinline__ double normal_at(unsigned int c0, unsigned int c1,
     normals4(c0, c1, stream, ch >> 2, frame, k0, k1, z);
     return z[ch & 3u];
 }
+
+// The last step of a gather, for target p's channels [cb, ce): the sum acc over its
+// sources divided by sqrt(total) where it has any, else fresh noise (stream FRESH).
+__device__ __forceinline__ void write_gathered(float* out, long long p, int C, int cb, int ce,
+                                               const double* acc, double total,
+                                               unsigned int frame, unsigned int k0,
+                                               unsigned int k1) {
+    if (total > 0.0) {
+        double inv = 1.0 / sqrt(total);
+        for (int c = cb; c < ce; ++c) out[p * C + c] = (float)(acc[c - cb] * inv);
+        return;
+    }
+    for (int c0 = cb; c0 < ce; c0 += 4) {
+        double z[4];
+        normals4((unsigned int)p, 0u, STREAM_FRESH, (unsigned int)(c0 >> 2), frame, k0, k1, z);
+        for (int c = c0; c < ce && c < c0 + 4; ++c) out[p * C + c] = (float)z[c - c0];
+    }
+}

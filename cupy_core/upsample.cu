@@ -116,16 +116,6 @@ extern "C" __global__ void upsample_gather(const double* corners, const unsigned
                 }
             }
         }
-        if (count > 0) {
-            double inv = 1.0 / sqrt((double)count);
-            for (int c = cb; c < ce; ++c) out[p * C + c] = (float)(acc[c - cb] * inv);
-        } else {
-            for (int c0 = cb; c0 < ce; c0 += 4) {
-                double z[4];
-                normals4((unsigned int)p, 0u, STREAM_FRESH, (unsigned int)(c0 >> 2),
-                         key.frame, key.k0, key.k1, z);
-                for (int c = c0; c < ce && c < c0 + 4; ++c) out[p * C + c] = (float)z[c - c0];
-            }
-        }
+        write_gathered(out, p, C, cb, ce, acc, (double)count, key.frame, key.k0, key.k1);
     }
 }
