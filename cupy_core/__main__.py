@@ -20,6 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ._cli import run_command
+
 NPY_MAGIC = b"\x93NUMPY"
 
 
@@ -99,20 +101,7 @@ def main(argv=None):
     if argv and argv[0] == "surface":  # python -m cupy_core surface MESHES --camera ...
         from .surface.cli import main as surface_main
         return surface_main(argv[1:])
-    args = build_parser().parse_args(argv)
-    try:
-        return _run(args)
-    except KeyboardInterrupt:
-        print(f"\ninterrupted: every file in {args.out} is whole; rerun the same command "
-              "to resume", file=sys.stderr)
-        return 130
-    except ValueError as exc:  # bad input, bad output folder, mismatched bake
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except OSError as exc:  # disk full, permissions changed mid-way...
-        where = f" ({exc.filename})" if exc.filename else ""
-        print(f"error: {exc.strerror or exc}{where}", file=sys.stderr)
-        return 1
+    return run_command(_run, build_parser().parse_args(argv))
 
 
 def _run(args):

@@ -7,8 +7,9 @@ with the same vertices and triangles (a deforming mesh), and UVs for ``--source
 surface``. CAMERA.json: see ``cupy_core/surface/camera.py`` (README "Camera JSON").
 """
 import argparse
-import sys
 from pathlib import Path
+
+from .._cli import run_command
 
 
 def build_parser():
@@ -110,17 +111,4 @@ def run(args):
 
 
 def main(argv=None):
-    args = build_parser().parse_args(argv)
-    try:
-        return run(args)
-    except KeyboardInterrupt:
-        print(f"\ninterrupted: every file in {args.out} is whole; rerun the same command "
-              "to resume", file=sys.stderr)
-        return 130
-    except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except OSError as exc:
-        where = f" ({exc.filename})" if exc.filename else ""
-        print(f"error: {exc.strerror or exc}{where}", file=sys.stderr)
-        return 1
+    return run_command(run, build_parser().parse_args(argv))
