@@ -74,28 +74,40 @@ def venv_python(env):
     return env / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
 
 
-def ensure_venv(env, extra_requirements=(), extras="test"):
-    """Create ``env`` if missing and install the package editable with its ``extras``
-    (plus ``extra_requirements``); skip the install when nothing changed since the last
-    one (a stamp file holds a hash of pyproject.toml and the requirements)."""
+def _pip_env(env, wanted, install_args, message):
+    """Create ``env`` if missing and ``pip install install_args`` into it, unless the
+    stamp file says ``wanted`` (and pyproject.toml) were installed already. Returns the
+    env's python, or None when pip fails."""
     python = venv_python(env)
     if not python.exists():
         say(f"creating virtual environment {env.relative_to(ROOT)}")
         venv.EnvBuilder(with_pip=True, clear=env.exists()).create(env)
-    wanted = [f".[{extras}]", *extra_requirements]
     stamp = env / ".cupy_core-installed"
     digest = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()
                             + "\n".join(wanted).encode()).hexdigest()
     if stamp.exists() and stamp.read_text().strip() == digest:
         say(f"{env.relative_to(ROOT)} is up to date")
         return python
-    say(f"installing cupy_core (editable) with {', '.join(wanted[1:]) or 'newest NumPy'} "
-        f"and the {extras} extras into {env.relative_to(ROOT)}")
+    say(message)
     cmd = [python, "-m", "pip", "install", "-q", "--disable-pip-version-check",
-           "--progress-bar", "off", "-e", *wanted]
+           "--progress-bar", "off", *install_args]
     if run(cmd) != 0:
-        sys.exit(f"[build] pip install into {env.relative_to(ROOT)} failed")
+        return None
     stamp.write_text(digest + "\n")
+    return python
+
+
+def ensure_venv(env, extra_requirements=(), extras="test"):
+    """Create ``env`` if missing and install the package editable with its ``extras``
+    (plus ``extra_requirements``); skip the install when nothing changed since the last
+    one (a stamp file holds a hash of pyproject.toml and the requirements)."""
+    wanted = [f".[{extras}]", *extra_requirements]
+    python = _pip_env(env, wanted, ["-e", *wanted],
+                      f"installing cupy_core (editable) with "
+                      f"{', '.join(wanted[1:]) or 'newest NumPy'} and the {extras} extras "
+                      f"into {env.relative_to(ROOT)}")
+    if python is None:
+        sys.exit(f"[build] pip install into {env.relative_to(ROOT)} failed")
     return python
 
 
@@ -231,27 +243,14 @@ def ensure_system_libs():
 def ensure_bpy_venv(env, bpy_requirement):
     """A venv with bpy, NumPy < 2, OpenEXR, pytest and the package editable; None
     (with a message saying why) when it cannot be made."""
-    python = venv_python(env)
-    if not python.exists():
-        say(f"creating virtual environment {env.relative_to(ROOT)}")
-        venv.EnvBuilder(with_pip=True, clear=env.exists()).create(env)
     wanted = [bpy_requirement, *BPY_EXTRAS]
-    stamp = env / ".cupy_core-installed"
-    digest = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()
-                            + "\n".join(wanted).encode()).hexdigest()
-    if stamp.exists() and stamp.read_text().strip() == digest:
-        say(f"{env.relative_to(ROOT)} is up to date")
-        return python
-    say(f"installing {', '.join(wanted)} and cupy_core (editable) into "
-        f"{env.relative_to(ROOT)} (bpy is a ~500 MB wheel)")
-    cmd = [python, "-m", "pip", "install", "-q", "--disable-pip-version-check",
-           "--progress-bar", "off", *wanted, "-e", "."]
-    if run(cmd) != 0:
+    python = _pip_env(env, wanted, [*wanted, "-e", "."],
+                      f"installing {', '.join(wanted)} and cupy_core (editable) into "
+                      f"{env.relative_to(ROOT)} (bpy is a ~500 MB wheel)")
+    if python is None:
         say(f"could not install {bpy_requirement} into {env.relative_to(ROOT)}: bpy wheels "
             "exist only for Python 3.11 on Linux x86-64, macOS and Windows, and need "
             "PyPI access")
-        return None
-    stamp.write_text(digest + "\n")
     return python
 
 

@@ -363,12 +363,7 @@ def run_bake(scene, settings, view_layer=None, *, progress=None, cancelled=None,
                 progress=False, preview=s.preview, resume=s.resume, xp=xp)
         finally:
             call(lambda: ctx.__exit__(None, None, None))
-        if s.exr:
-            for f in result.frames:
-                _exr_for(out_dir, f)
-        if progress is not None:
-            progress(total, total, s.frame_end)
-        return result
+        return _finished(result, out_dir, s, progress, total)
     except cio.OutputError as exc:
         raise BakeError(str(exc)) from None
     finally:
@@ -491,6 +486,11 @@ def _mesh_bake(scene, s, out_dir, xp, before, after, progress, main):
             result = bake_geometry_sequence(Positions(), out_dir, **common)
     finally:
         call(lambda: scene.frame_set(old_frame))
+    return _finished(result, out_dir, s, progress, total)
+
+
+def _finished(result, out_dir, s, progress, total):
+    """A bake's last step: the EXR copies asked for, and 100 % progress."""
     if s.exr:
         for f in result.frames:
             _exr_for(out_dir, f)
