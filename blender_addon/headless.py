@@ -45,9 +45,10 @@ def build_parser(prog):
     v.add_argument("--volume-motion", choices=("objects", "fluid", "velocity"), default=None,
                    help="what moves the noise (default: velocity with --velocity, fluid "
                         "with --fluid-cache, else objects)")
-    v.add_argument("--motion-object", default="", metavar="NAME",
+    v.add_argument("--motion-object", action="append", default=[], metavar="NAME",
                    help="objects motion: the object whose motion drives the noise (a "
-                        "lattice or armature deforms it)")
+                        "lattice or armature deforms it); repeat it with --follow inside "
+                        "for several objects, each carrying the voxels in its box")
     v.add_argument("--follow", choices=("all", "inside"), default="all",
                    help="all: the whole domain follows the object; inside: only voxels "
                         "in its bounding box")
@@ -177,7 +178,7 @@ def main(argv=None, blend_file=None):
             background=args.background, resume=not args.no_resume,
             texture_size=args.texture_size, domain=args.domain,
             volume_motion=motion or "objects",
-            motion_objects=(args.motion_object,) if args.motion_object else (),
+            motion_objects=tuple(args.motion_object),
             follow=args.follow, velocity_path=args.velocity, fluid_cache=args.fluid_cache,
             velocity_units=args.velocity_units, fluid_format=args.fluid_format,
             resolution=args.resolution,

@@ -66,6 +66,33 @@ def test_headless_volume_objects(volume_blend, tmp_path):
     assert rec["source"]["objects"] == ["Mover"] and rec["seed"] == 3
 
 
+def test_headless_two_objects_each_carry_their_box(tmp_path):
+    sc = build_scene()                                    # Domain: 2 x 2 x 2 at the origin
+    for name, y, dx in (("Up", 0.5, 0.25), ("Down", -0.5, -0.25)):
+        bpy.ops.mesh.primitive_cube_add(size=1.0, location=(0, y, 0))
+        ob = bpy.context.active_object
+        ob.name = name
+        for f in (1, 2, 3):                              # one voxel (0.25) a frame in x
+            ob.location = (dx * f, y, 0)
+            ob.keyframe_insert("location", frame=f)
+    blend = str(tmp_path / "two.blend")
+    bpy.ops.wm.save_as_mainfile(filepath=blend)
+    out = tmp_path / "two"
+    p = _headless(blend, "--out", out, "--source", "volume", "--domain", "Domain",
+                  "--motion-object", "Up", "--motion-object", "Down", "--follow", "inside",
+                  "--resolution", "8", "--channels", "1", "--device", "cpu", "--no-vdb")
+    assert p.returncode == 0, p.stdout + p.stderr
+    a, b = (np.load(out / f"noise_{f:04d}.npy") for f in (1, 2))
+    # voxel (k, i, j) spans x = -1 + j/4, y = -1 + i/4, z = -1 + k/4. At frame 2 "Up" covers
+    # j 4-7, i 4-7, k 2-5 and moved +1 voxel in x; "Down" covers j 0-3, i 0-3 and moved -1
+    np.testing.assert_allclose(b[2:6, 5:7, 5:7], a[2:6, 5:7, 4:6], atol=1e-5)
+    np.testing.assert_allclose(b[2:6, 1:3, 1:3], a[2:6, 1:3, 2:4], atol=1e-5)
+    # outside both boxes the noise stays (k = 0: below both cubes)
+    np.testing.assert_allclose(b[0], a[0], atol=1e-5)
+    rec = json.loads((out / "bake.json").read_text())
+    assert rec["source"]["objects"] == ["Up", "Down"] and rec["source"]["follow"] == "inside"
+
+
 def test_headless_velocity_matches_direct_bake(volume_blend, tmp_path):
     vel = tmp_path / "vel"
     os.makedirs(vel)
