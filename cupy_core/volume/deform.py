@@ -142,16 +142,59 @@ class SampledDeformation:
     # ------------------------------------------------------------------ inversion
     def invert(self, world, *, max_iter=60):
         """Rest points ``r`` with ``D_f(r) = world`` (``(..., 3)``); NaN where Newton
-        does not converge or the pre-image lies outside the probe."""
+        does not converge or the pre-image lies outside the probe. Newton starts from
+        the affine fit's inverse; points where that fails start again from the probe
+        point whose image is nearest (strong twists and bends)."""
         x = np.asarray(world, np.float64)
         shape = x.shape
         x = x.reshape(-1, 3)
         a, b = self._affine_now
-        r = np.linalg.solve(a, (x - b).T).T
+        r, err = self._newton(x, np.linalg.solve(a, (x - b).T).T, max_iter)
         h = float(self.spacing.min())
-        tol = 1e-10 * h
+        again = np.nonzero(~self._accepted(r, err, h) & np.isfinite(x).all(axis=-1))[0]
+        if again.size:
+            r2, err2 = self._newton(x[again], self._nearest_rest(x[again]), max_iter)
+            better = ~(err2 >= err[again])
+            r[again[better]], err[again[better]] = r2[better], err2[better]
+        r[~self._accepted(r, err, h)] = np.nan
+        return r.reshape(shape)
+
+    def _accepted(self, r, err, h):
+        u = (r - self.origin) / self.spacing
+        top = np.array(self.counts) - 1
+        slack = 1e-6
+        inside = ((u >= -slack) & (u <= top + slack)).all(axis=-1)
+        return inside & (err <= 1e-6 * h)
+
+    def _nearest_rest(self, x, chunk=64, most=20000):
+        """For each point of ``x``, the rest position of the probe point whose image at
+        frame f is nearest, among at most ``most`` probe points (every s-th along each
+        axis): brute force in chunks, only for Newton's failures."""
+        step = 1
+        while np.prod([-(-n // step) for n in self.counts]) > most:
+            step += 1
+        sl = (slice(None, None, step),) * 3
+        d = self.now[sl].reshape(-1, 3)
+        rest = rest_points(self.origin, self.spacing, self.counts)[sl].reshape(-1, 3)
+        d2 = (d * d).sum(axis=1)
+        out = np.empty_like(x)
+        for i in range(0, len(x), chunk):
+            q = x[i:i + chunk]
+            dist = d2[None, :] - 2.0 * q @ d.T
+            out[i:i + chunk] = rest[np.argmin(dist, axis=1)]
+        return out
+
+    def _newton(self, x, r, max_iter):
+        """Damped Newton steps for ``D_f(r) = x`` from ``r``, kept inside the probe (its
+        linear extrapolation outside could offer false pre-images): ``(r,
+        |residual|)``."""
+        lo = self.origin
+        hi = self.origin + self.spacing * (np.array(self.counts) - 1)
+        r = np.clip(r, lo, hi)
+        tol = 1e-10 * float(self.spacing.min())
         val, jac = self._eval(self.now, r, jacobian=True)
         err = np.linalg.norm(x - val, axis=-1)
+        err[~np.isfinite(err)] = np.inf
         active = np.isfinite(err) & (err > tol)
         for _ in range(int(max_iter)):
             idx = np.nonzero(active)[0]
@@ -165,7 +208,7 @@ class SampledDeformation:
             # Damped: halve the step while the residual grows (folds, cell seams).
             scale = np.ones(idx.size)
             for _ in range(12):
-                trial = r[idx] + scale[:, None] * step
+                trial = np.clip(r[idx] + scale[:, None] * step, lo, hi)
                 tv, tj = self._eval(self.now, trial, jacobian=True)
                 te = np.linalg.norm(x[idx] - tv, axis=-1)
                 worse = (te >= err[idx]) & (te > tol)
@@ -178,13 +221,7 @@ class SampledDeformation:
             val[idx[moved]], jac[idx[moved]], err[idx[moved]] = tv[moved], tj[moved], te[moved]
             active[idx[stuck]] = False
             active[idx[moved]] = te[moved] > tol
-        u = (r - self.origin) / self.spacing
-        top = np.array(self.counts) - 1
-        slack = 1e-6
-        inside = ((u >= -slack) & (u <= top + slack)).all(axis=-1)
-        good = inside & (err <= 1e-6 * h)
-        r[~good] = np.nan
-        return r.reshape(shape)
+        return r, err
 
     def backward(self, world):
         """World positions at frame f-1 of the material at ``world`` (frame f):
