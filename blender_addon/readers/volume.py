@@ -164,22 +164,28 @@ def fluid_domain_settings(ob):
     return None
 
 
-def fluid_cache_files(ob, frames, cache_dir=""):
+def fluid_cache_files(ob, frames, cache_dir="", offset=None):
     """``{frame: .vdb}`` of a fluid domain's baked data cache: ``<cache>/data/``
     files ending in ``_####.vdb`` (Blender writes ``fluid_data_####.vdb``). ``cache_dir``
     (if given) replaces the modifier's cache directory (a cache baked elsewhere; no
-    Fluid modifier needed then). A missing frame is an error naming it."""
+    Fluid modifier needed then). Scene frame f reads cache frame ``f - offset``
+    (default: the modifier's Cache > Offset, as Blender loads it; 0 without one). A
+    missing frame is an error naming it."""
     import bpy
 
-    ds = None if cache_dir else fluid_domain_settings(ob)
-    if ds is None and not cache_dir:
-        raise BakeError(f"object {ob.name!r} is not a fluid domain (no Fluid modifier of "
-                        "type Domain): choose the domain, or another motion source")
-    if ds is not None and getattr(ds, "cache_data_format", "OPENVDB") != "OPENVDB":
-        raise BakeError(f"fluid domain {ob.name!r} caches its data as "
-                        f"{ds.cache_data_format}: set Cache > Format Volumes to OpenVDB "
-                        "and bake again")
-    cache = bpy.path.abspath(cache_dir or ds.cache_directory)
+    ds = fluid_domain_settings(ob)
+    if offset is None:
+        offset = int(getattr(ds, "cache_frame_offset", 0)) if ds is not None else 0
+    if not cache_dir:
+        if ds is None:
+            raise BakeError(f"object {ob.name!r} is not a fluid domain (no Fluid modifier "
+                            "of type Domain): choose the domain, or another motion source")
+        if getattr(ds, "cache_data_format", "OPENVDB") != "OPENVDB":
+            raise BakeError(f"fluid domain {ob.name!r} caches its data as "
+                            f"{ds.cache_data_format}: set Cache > Format Volumes to "
+                            "OpenVDB and bake again")
+        cache_dir = ds.cache_directory
+    cache = bpy.path.abspath(cache_dir)
     data = os.path.join(cache, "data")
     if not os.path.isdir(data):
         raise BakeError(f"fluid domain {ob.name!r}: no baked cache in {data!r}: bake "
@@ -189,12 +195,13 @@ def fluid_cache_files(ob, frames, cache_dir=""):
         m = re.search(r"_(\d+)\.vdb$", name)
         if m and "data" in name:
             files.setdefault(int(m.group(1)), os.path.join(data, name))
-    missing = [f for f in frames if f not in files]
+    missing = [f for f in frames if f - offset not in files]
     if missing:
+        shifted = f" (with the cache offset {offset})" if offset else ""
         raise BakeError(f"fluid cache {data!r} has no velocity file for frame(s) "
                         f"{', '.join(map(str, missing[:10]))}"
-                        f"{' ...' if len(missing) > 10 else ''}")
-    return {f: files[f] for f in frames}
+                        f"{' ...' if len(missing) > 10 else ''}{shifted}")
+    return {f: files[f - offset] for f in frames}
 
 
 def fluid_layout(ob, first_file, fmt="auto"):

@@ -208,3 +208,18 @@ def test_velocity_sequence_of_vdb_files(scene, tmp_path):
                        resolution=8, channels=1, vdb=False)
     a, b = frames_of(out, run_volume_bake(scene, s).frames)[:2]
     np.testing.assert_allclose(b[:-1], a[1:], atol=1e-5)
+
+
+def test_fluid_cache_frame_offset(scene, tmp_path):
+    from blender_addon.readers import volume as R
+    data = tmp_path / "cache" / "data"
+    os.makedirs(data)
+    for f in (10, 11, 12):
+        (data / f"fluid_data_{f:04d}.vdb").write_bytes(b"")
+    dom = bpy.data.objects["Domain"]
+    files = R.fluid_cache_files(dom, [2, 3, 4], str(tmp_path / "cache"), offset=-8)
+    assert {f: os.path.basename(p) for f, p in files.items()} == {
+        2: "fluid_data_0010.vdb", 3: "fluid_data_0011.vdb", 4: "fluid_data_0012.vdb"}
+    with pytest.raises(BakeError, match=r"frame\(s\) 5 \(with the cache offset -8\)"):
+        R.fluid_cache_files(dom, [4, 5], str(tmp_path / "cache"), offset=-8)
+    assert len(R.fluid_cache_files(dom, [10], str(tmp_path / "cache"))) == 1   # no modifier: 0
