@@ -154,21 +154,23 @@ def write_velocity_vdb(path, velocity, voxel_to_world, name="velocity"):
     return path
 
 
-def _velocity_grid(path):
+def _velocity_grid(path, load=True):
     """The velocity grid of ``path``: ``velocity`` (Blender's fluid cache), else the
-    first Vec3 grid whose name contains "vel". ValueError naming the grids otherwise."""
+    first Vec3 grid whose name contains "vel"; ValueError naming the grids otherwise.
+    Only that grid is loaded (a cache frame also holds density, heat, ...); with
+    ``load=False`` only its metadata."""
     vdb = _need()
     try:
-        grids, _ = vdb.readAll(path)
+        metas = vdb.readAllGridMetadata(path)
     except Exception as exc:
         raise ValueError(f"cannot read the OpenVDB file {path!r}: {exc}") from None
-    vec = [g for g in grids if "vec3" in g.valueTypeName.lower() and "vel" in g.name.lower()]
+    vec = [g for g in metas if "vec3" in g.valueTypeName.lower() and "vel" in g.name.lower()]
     vec.sort(key=lambda g: g.name != "velocity")
     if not vec:
-        found = ", ".join(f"{g.name} ({g.valueTypeName})" for g in grids) or "none"
+        found = ", ".join(f"{g.name} ({g.valueTypeName})" for g in metas) or "none"
         raise ValueError(f"{path!r} has no Vec3 velocity grid (a name containing 'vel'); "
                          f"grids found: {found}")
-    return vec[0]
+    return vdb.read(path, vec[0].name) if load else vec[0]
 
 
 def _meta(grid, key):
@@ -195,11 +197,15 @@ def read_velocity_vdb(path):
     return a.transpose(2, 1, 0, 3), m, g.name
 
 
+def _resolution(grid):
+    res = _meta(grid, "file_base_resolution")
+    return None if res is None else tuple(int(round(float(n))) for n in res)
+
+
 def mantaflow_resolution(path):
     """The grid size ``(x, y, z)`` Mantaflow recorded in ``path`` (metadata
     ``file_base_resolution``), or None for an older file without it."""
-    res = _meta(_velocity_grid(path), "file_base_resolution")
-    return None if res is None else tuple(int(round(float(n))) for n in res)
+    return _resolution(_velocity_grid(path, load=False))
 
 
 def read_mantaflow_velocity(path, resolution=None):
@@ -208,7 +214,7 @@ def read_mantaflow_velocity(path, resolution=None):
     ``(0, 0, 0) .. resolution - 1``, zero where the sparse grid has no voxel.
     ``resolution`` ``(x, y, z)``: the file's ``file_base_resolution`` when None."""
     g = _velocity_grid(path)
-    res = resolution or mantaflow_resolution(path)
+    res = resolution or _resolution(g)
     if res is None:
         raise ValueError(f"{path!r} does not record its grid size (no file_base_resolution): "
                          "give the fluid domain's resolution")
