@@ -20,7 +20,7 @@ Rest grid: ``origin + spacing * (j, i, k)`` for the point ``[k, i, j]`` of a
 """
 import numpy as np
 
-from .grid import VolumeInputError, _float_field
+from .grid import VolumeInputError, _float_field, trilinear
 
 __all__ = ["SampledDeformation", "probe_grid", "rest_points"]
 
@@ -88,37 +88,15 @@ class SampledDeformation:
         self._affine_now = self._fit_affine(self.now)
 
     # ------------------------------------------------------------------ interpolation
-    def _cells(self, rest):
-        """Index coordinates, base cell (clamped, so outside is linear extrapolation of
-        the boundary cell) and the fraction in it."""
-        u = (rest - self.origin) / self.spacing
-        top = np.array(self.counts) - 2
-        base = np.clip(np.floor(u), 0, top).astype(np.int64)
-        return u, base, u - base
-
     def _eval(self, samples, rest, jacobian=False):
+        """``D`` (and ``dD/dr``) at rest points; NaN where ``rest`` is."""
         bad = ~np.isfinite(rest).all(axis=-1)
         if bad.any():
             rest = np.where(bad[..., None], self.origin, rest)
-        u, base, t = self._cells(rest)
-        val = np.zeros(rest.shape, np.float64)
-        jac = np.zeros(rest.shape + (3,), np.float64) if jacobian else None
-        for dz in (0, 1):
-            wz, gz = (t[..., 2], 1.0) if dz else (1 - t[..., 2], -1.0)
-            for dy in (0, 1):
-                wy, gy = (t[..., 1], 1.0) if dy else (1 - t[..., 1], -1.0)
-                for dx in (0, 1):
-                    wx, gx = (t[..., 0], 1.0) if dx else (1 - t[..., 0], -1.0)
-                    c = samples[base[..., 2] + dz, base[..., 1] + dy, base[..., 0] + dx]
-                    val += (wx * wy * wz)[..., None] * c
-                    if jacobian:
-                        jac[..., 0] += (gx * wy * wz)[..., None] * c
-                        jac[..., 1] += (wx * gy * wz)[..., None] * c
-                        jac[..., 2] += (wx * wy * gz)[..., None] * c
+        val, jac = trilinear(samples, (rest - self.origin) / self.spacing, jacobian)
         val[bad] = np.nan
         if jacobian:
-            # jac[..., m, a] = dD_m/du_a; divide column a by the spacing for dD/dr.
-            jac = jac / self.spacing
+            jac = jac / self.spacing          # column a of dD/du over the spacing: dD/dr
         return val, jac
 
     def forward(self, rest, which="now"):

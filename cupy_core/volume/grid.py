@@ -45,7 +45,7 @@ import numpy as np
 
 __all__ = ["Domain", "VelocityGrid", "VolumeInputError", "corner_points", "affine_positions",
            "rigid_positions", "object_positions", "backtrace_positions",
-           "load_velocity_frame", "velocity_sequence", "VELOCITY_PREFIX"]
+           "load_velocity_frame", "velocity_sequence", "trilinear", "VELOCITY_PREFIX"]
 
 VELOCITY_PREFIX = "velocity"
 
@@ -221,22 +221,37 @@ class VelocityGrid:
         """Trilinear world velocity (per frame) at world points ``(..., 3)``."""
         u = _apply(self._to_voxel, np.asarray(world, np.float64)) - 0.5  # centre index coords
         d, h, w = self.shape
-        lim = np.array([w - 1, h - 1, d - 1], np.float64)
-        u = np.clip(u, 0.0, lim)
-        base = np.minimum(np.floor(u).astype(np.int64), np.maximum(lim.astype(np.int64) - 1, 0))
-        t = u - base
-        out = np.zeros(u.shape, np.float64)
-        for dz in (0, 1):
-            kz = np.minimum(base[..., 2] + dz, d - 1)
-            wz = t[..., 2] if dz else 1 - t[..., 2]
-            for dy in (0, 1):
-                iy = np.minimum(base[..., 1] + dy, h - 1)
-                wy = t[..., 1] if dy else 1 - t[..., 1]
-                for dx in (0, 1):
-                    jx = np.minimum(base[..., 0] + dx, w - 1)
-                    wx = t[..., 0] if dx else 1 - t[..., 0]
-                    out += (wz * wy * wx)[..., None] * self.data[kz, iy, jx]
-        return out
+        u = np.clip(u, 0.0, np.array([w - 1, h - 1, d - 1], np.float64))  # edges extended
+        return trilinear(self.data, u)[0]
+
+
+def trilinear(samples, u, jacobian=False):
+    """Trilinear interpolation of ``samples`` ``(nz, ny, nx, C)`` (sample ``[k, i, j]``
+    sits at index coordinates ``(j, i, k)``) at index coordinates ``u`` ``(..., 3)``,
+    finite. Outside the samples: the boundary cell's linear extension (clamp ``u``
+    first for constant edges). Returns ``(values (..., C), d values / du (..., C, 3)
+    or None)``."""
+    n = np.array(samples.shape[2::-1])                    # (nx, ny, nz)
+    base = np.clip(np.floor(u), 0, np.maximum(n - 2, 0)).astype(np.int64)
+    t = u - base
+    val = np.zeros(u.shape[:-1] + samples.shape[3:], np.float64)
+    jac = np.zeros(val.shape + (3,), np.float64) if jacobian else None
+    for dz in (0, 1):
+        kz = np.minimum(base[..., 2] + dz, n[2] - 1)
+        wz, gz = (t[..., 2], 1.0) if dz else (1 - t[..., 2], -1.0)
+        for dy in (0, 1):
+            iy = np.minimum(base[..., 1] + dy, n[1] - 1)
+            wy, gy = (t[..., 1], 1.0) if dy else (1 - t[..., 1], -1.0)
+            for dx in (0, 1):
+                jx = np.minimum(base[..., 0] + dx, n[0] - 1)
+                wx, gx = (t[..., 0], 1.0) if dx else (1 - t[..., 0], -1.0)
+                c = samples[kz, iy, jx]
+                val += (wx * wy * wz)[..., None] * c
+                if jacobian:
+                    jac[..., 0] += (gx * wy * wz)[..., None] * c
+                    jac[..., 1] += (wx * gy * wz)[..., None] * c
+                    jac[..., 2] += (wx * wy * gz)[..., None] * c
+    return val, jac
 
 
 def backtrace_positions(domain_now, domain_prev, velocity, substeps=1):
