@@ -36,17 +36,9 @@ struct Grid2D {
 
     template <class F>
     __device__ void for_each_piece(long long p, F f) const {
-        if (valid && !valid[p]) return;
-        long long i = p / W, j = p % W;
-        const double* c0 = corners + (i * (W + 1) + j) * 2;
-        const double* c3 = corners + ((i + 1) * (W + 1) + j) * 2;
-        double x[4] = {c0[0], c0[2], c3[2], c3[0]};
-        double y[4] = {c0[1], c0[3], c3[3], c3[1]};
-        for (int e = 0; e < 4; ++e)
-            if (!isfinite(x[e]) || !isfinite(y[e])) return;
-        // Fail-safe 1: a bow-tie becomes its convex hull.
+        // Fail-safe 1 (in load_quad): a bow-tie becomes its convex hull.
         double qx[4], qy[4];
-        hull_order(x, y, qx, qy);
+        if (!load_quad(corners, valid, W, p, qx, qy)) return;
         // Fail-safe 2: orientation from the quad's signed area.
         double twice = (qx[0] * qy[1] - qx[1] * qy[0]) + (qx[1] * qy[2] - qx[2] * qy[1])
                      + (qx[2] * qy[3] - qx[3] * qy[2]) + (qx[3] * qy[0] - qx[0] * qy[3]);

@@ -32,3 +32,20 @@ __device__ __forceinline__ void hull_order(const double x[4], const double y[4],
     qx[2] = bow01 ? x[1] : (bow12 ? x[3] : x[2]); qy[2] = bow01 ? y[1] : (bow12 ? y[3] : y[2]);
     qx[3] = bow12 ? x[2] : x[3]; qy[3] = bow12 ? y[2] : y[3];
 }
+
+// Target pixel p's warped quad from the (H+1, W+1, 2) corner grid, with the bow-tie
+// fail-safe applied: false when p is masked out (valid) or a corner is not finite.
+__device__ __forceinline__ bool load_quad(const double* corners, const unsigned char* valid,
+                                          long long W, long long p,
+                                          double qx[4], double qy[4]) {
+    if (valid && !valid[p]) return false;
+    long long i = p / W, j = p % W;
+    const double* c0 = corners + (i * (W + 1) + j) * 2;
+    const double* c3 = corners + ((i + 1) * (W + 1) + j) * 2;
+    double x[4] = {c0[0], c0[2], c3[2], c3[0]};
+    double y[4] = {c0[1], c0[3], c3[3], c3[1]};
+    for (int e = 0; e < 4; ++e)
+        if (!isfinite(x[e]) || !isfinite(y[e])) return false;
+    hull_order(x, y, qx, qy);
+    return true;
+}

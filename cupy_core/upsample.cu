@@ -57,27 +57,16 @@ extern "C" __global__ void upsample_gather(const double* corners, const unsigned
     const long long N = key.factor;
     const double nd = (double)key.factor;
     const long long cols = Ws * N, rows = Hs * N;
-    bool ok = !(valid && !valid[p]);
+    // The grid variant's quad and bow-tie fail-safe (quad2d.cuh).
     double qx[4], qy[4];
     long long gy0 = 0, gy1 = 0;
-    if (ok) {
-        long long i = p / W, j = p % W;
-        const double* c0 = corners + (i * (W + 1) + j) * 2;
-        const double* c3 = corners + ((i + 1) * (W + 1) + j) * 2;
-        double x[4] = {c0[0], c0[2], c3[2], c3[0]};
-        double y[4] = {c0[1], c0[3], c3[3], c3[1]};
-        for (int e = 0; e < 4; ++e)
-            if (!isfinite(x[e]) || !isfinite(y[e])) ok = false;
-        if (ok) {
-            // The grid variant's fail-safe: a bow-tie becomes its convex hull (grid2d.cu).
-            hull_order(x, y, qx, qy);
-            double ymin = fmin(fmin(qy[0], qy[1]), fmin(qy[2], qy[3]));
-            double ymax = fmax(fmax(qy[0], qy[1]), fmax(qy[2], qy[3]));
-            double lo = ceil(clampd(ymin, -1.0, (double)Hs + 1.0) * nd - 0.5) - 1.0;
-            double hi = ceil(clampd(ymax, -1.0, (double)Hs + 1.0) * nd - 0.5) + 1.0;
-            gy0 = (long long)clampd(lo, 0.0, (double)rows);
-            gy1 = (long long)clampd(hi, 0.0, (double)rows);
-        }
+    if (load_quad(corners, valid, W, p, qx, qy)) {
+        double ymin = fmin(fmin(qy[0], qy[1]), fmin(qy[2], qy[3]));
+        double ymax = fmax(fmax(qy[0], qy[1]), fmax(qy[2], qy[3]));
+        double lo = ceil(clampd(ymin, -1.0, (double)Hs + 1.0) * nd - 0.5) - 1.0;
+        double hi = ceil(clampd(ymax, -1.0, (double)Hs + 1.0) * nd - 0.5) + 1.0;
+        gy0 = (long long)clampd(lo, 0.0, (double)rows);
+        gy1 = (long long)clampd(hi, 0.0, (double)rows);
     }
     for (int cb = 0; cb < C; cb += UP_CHUNK) {
         const int ce = (cb + UP_CHUNK < C) ? cb + UP_CHUNK : C;
