@@ -242,7 +242,8 @@ def parse_frame_name(prefix, name, ext):
 
 def assemble_latents(out_dir, frames, factor, *, prefix="noise", name=LATENTS_NAME):
     """Stack the frames ``noise_XXXX.npy`` of ``frames`` (frame numbers, in order) in
-    ``out_dir`` into ``latents.npy``: ``(F, H // f, W // f, C)`` float32, each frame
+    ``out_dir`` into ``latents.npy``: ``(F, H // f, W // f, C)`` float32 (volumes:
+    ``(F, D // f, H // f, W // f, C)``), each frame
     passed through ``cupy_core.downsample(noise, factor)`` (DESIGN.md 7).
 
     The file is a memory map filled one frame at a time, so a long sequence never sits
@@ -263,13 +264,13 @@ def assemble_latents(out_dir, frames, factor, *, prefix="noise", name=LATENTS_NA
         if not path.is_file():
             raise OutputError(f"cannot assemble latents: {str(path)!r} is missing")
         arr = np.load(path, mmap_mode="r", allow_pickle=False)
-        if arr.ndim != 3:
-            raise OutputError(f"{str(path)!r} is not an (H, W, C) noise frame "
-                              f"(shape {arr.shape})")
+        if arr.ndim not in (3, 4):
+            raise OutputError(f"{str(path)!r} is not an (H, W, C) or (D, H, W, C) noise "
+                              f"frame (shape {arr.shape})")
         return np.asarray(downsample(np.asarray(arr), factor), dtype=np.float32)
 
     first = load(frames[0])
-    if min(first.shape[:2]) < 1:
+    if min(first.shape[:-1]) < 1:
         raise ValueError(f"latent factor {factor} is larger than the frame")
     shape = (len(frames),) + first.shape
     target = out_dir / name

@@ -261,15 +261,16 @@ def bake_frames(make_frame, out_dir, *, frame_count, shape, channels=4,
 
 
 def _run_bake(out_dir, params, total, first_frame, noise_shape, latent_factor, produce, *,
-              chained, preview, resume, progress, xp):
-    """The loop shared by both bakes: ``produce(i, previous)`` makes frame
-    ``first_frame + i`` (``previous`` is frame i - 1's noise when ``chained``, else
-    None); ``total`` frames, or None to go until ``produce`` raises StopIteration or
-    IndexError."""
+              chained, preview, resume, progress, xp, on_frame=None):
+    """The loop shared by every bake (2-D frames and 3-D volumes): ``produce(i,
+    previous)`` makes frame ``first_frame + i`` (``previous`` is frame i - 1's noise
+    when ``chained``, else None); ``total`` frames, or None to go until ``produce``
+    raises StopIteration or IndexError. ``on_frame(frame, noise)`` (optional) is called
+    for every frame of the bake, resumed ones included, once its ``.npy`` is on disk."""
     import cupy_core
 
     xp = np if xp is None else xp
-    shape = noise_shape[:2]
+    shape = noise_shape[:-1]
     count = None if total is None else total - 1
     out_dir = _io.check_output_dir(out_dir)
     _io.remove_stale_temporaries(out_dir)
@@ -317,6 +318,8 @@ def _run_bake(out_dir, params, total, first_frame, noise_shape, latent_factor, p
         if preview:
             _io.write_png_atomic(out_dir / _io.frame_name(PREVIEW_PREFIX, frame, "png"),
                                  _io.noise_to_preview(noise_np))
+        if on_frame is not None:
+            on_frame(frame, noise_np)
 
     already_complete = (old is not None and old.get("status") == STATUS_COMPLETE
                         and count is not None and len(done) == count + 1)
@@ -340,6 +343,10 @@ def _run_bake(out_dir, params, total, first_frame, noise_shape, latent_factor, p
                     if not png.exists():
                         _io.write_png_atomic(png, _io.noise_to_preview(
                             np.load(noise_path(frame), allow_pickle=False)))
+            if on_frame is not None:
+                for frame in done:
+                    on_frame(frame, noise_np if frame == done[-1] else
+                             np.load(noise_path(frame), allow_pickle=False))
             noise = xp.asarray(noise_np)
         else:
             noise = produce(0, None)
@@ -369,8 +376,8 @@ def _run_bake(out_dir, params, total, first_frame, noise_shape, latent_factor, p
 
     # --- latents and the final record
     latents_path = out_dir / _io.LATENTS_NAME
-    latents_shape = (len(frames), shape[0] // latent_factor, shape[1] // latent_factor,
-                     noise_shape[2])
+    latents_shape = ((len(frames),) + tuple(n // latent_factor for n in shape)
+                     + (noise_shape[-1],))
     if already_complete and latents_path.exists():
         record = old
     else:
