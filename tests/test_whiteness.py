@@ -297,7 +297,7 @@ def test_subpixel_translation_carries_the_overlap(method):
 
 
 # --------------------------------------------------------------------------
-# 3-D (voxels): skipped until the core implements it
+# 3-D (voxels)
 
 
 def swirl3d(d, h, w, theta0, amp, phase=0.0):
@@ -323,10 +323,7 @@ def test_3d_swirl_is_white(method):
                   p[1:, :-1, :-1] - p[:-1, :-1, :-1])
     assert np.einsum("...i,...i->...", ez, np.cross(ex, ey)).min() > 0.5
     prior = cupy_core.white_noise((d, h, w), c, seed=41)
-    try:
-        out = cupy_core.warp(prior, swirl3d(d, h, w, 0.5, 0.7), method=method, seed=41, frame=1)
-    except NotImplementedError as e:
-        pytest.skip(f"3-D warp not implemented: {e}")
+    out = cupy_core.warp(prior, swirl3d(d, h, w, 0.5, 0.7), method=method, seed=41, frame=1)
     assert out.shape == (d, h, w, c) and out.dtype == np.float32
     ok, reasons = stats.check_white(out)
     assert ok, reasons
