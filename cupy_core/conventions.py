@@ -10,6 +10,8 @@ import numpy as np
 
 METHODS = ("grid", "particle", "upsample")
 AT = ("corners", "centers")
+# Cells are Philox counter words (32 bits): a field may have at most 2^32 - 1 of them.
+COUNTER_LIMIT = 2 ** 32
 
 
 def array_module(a):
@@ -20,7 +22,7 @@ def array_module(a):
     return np
 
 
-def check_prior(prior):
+def check_prior(prior, values=True):
     """Validate a noise array; returns ``(spatial_shape, channels)``."""
     if not hasattr(prior, "shape") or not hasattr(prior, "dtype"):
         raise ValueError(f"prior must be a NumPy or CuPy array, got {type(prior).__name__}")
@@ -33,8 +35,13 @@ def check_prior(prior):
         raise ValueError(f"prior must have C >= 1 channels, got C = {channels}")
     if min(prior.shape[:-1]) < 1:
         raise ValueError(f"prior has an empty spatial axis: shape {tuple(prior.shape)}")
+    if int(np.prod(prior.shape[:-1])) >= COUNTER_LIMIT:
+        raise ValueError(f"prior has {int(np.prod(prior.shape[:-1]))} cells; the random "
+                         f"counters address at most 2^32 - 1")
     xp = array_module(prior)
-    if not bool(xp.isfinite(prior).all()):
+    # values=False: noise the package made itself (a bake's previous frame); the scan
+    # costs a pass over the field, and on a GPU a device-to-host sync, every frame.
+    if values and not bool(xp.isfinite(prior).all()):
         raise ValueError("prior contains NaN or infinite values")
     return tuple(int(s) for s in prior.shape[:-1]), int(channels)
 
@@ -60,6 +67,9 @@ def check_positions(positions, dims, at):
     target = tuple(s - 1 for s in spatial) if at == "corners" else spatial
     if min(target) < 1:
         raise ValueError(f"positions at {at} of shape {tuple(positions.shape)} describe an empty target grid")
+    if int(np.prod(target)) >= COUNTER_LIMIT:
+        raise ValueError(f"the target grid {target} has {int(np.prod(target))} cells; the "
+                         "random counters address at most 2^32 - 1")
     xp = array_module(positions)
     if bool(xp.isinf(positions).any()):
         raise ValueError("positions contain infinite values (use NaN to mark 'no source')")

@@ -17,6 +17,7 @@ import numpy as np
 
 from . import io as _io
 from .progress import Progress
+from .warp import _warp
 
 __all__ = ["bake_flow_sequence", "bake_frames", "flow_positions", "BakeResult", "BakeMismatchError",
            "STATUS_IN_PROGRESS", "STATUS_COMPLETE"]
@@ -224,8 +225,8 @@ def bake_flow_sequence(positions, out_dir, *, method="grid", seed=0, channels=4,
             return cupy_core.white_noise(shape, channels, seed=seed, frame=first_frame,
                                          xp=xp)
         pos = get_positions(i - 1)   # positions[t] makes frame first_frame + t + 1
-        return cupy_core.warp(previous, xp.asarray(pos), method=method, seed=seed,
-                              frame=first_frame + i, at=at, **warp_options)
+        return _warp(previous, xp.asarray(pos), method=method, seed=seed,
+                     frame=first_frame + i, at=at, check_values=False, **warp_options)
 
     return _run_bake(out_dir, params, None if count is None else count + 1,
                      first_frame, shape + (channels,), latent_factor, produce,
@@ -337,6 +338,9 @@ def _run_bake(out_dir, params, total, first_frame, noise_shape, latent_factor, p
                 raise _io.OutputError(
                     f"{str(noise_path(done[-1]))!r} is {noise_np.dtype} {noise_np.shape}, "
                     f"expected float32 {noise_shape}: not a frame of this bake")
+            if not np.isfinite(noise_np).all():   # the chain goes on from it unchecked
+                raise _io.OutputError(f"{str(noise_path(done[-1]))!r} has non-finite "
+                                      "values: not a frame of this bake")
             if preview:  # an earlier run may have had previews off
                 for frame in done:
                     png = out_dir / _io.frame_name(PREVIEW_PREFIX, frame, "png")

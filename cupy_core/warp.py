@@ -78,7 +78,15 @@ def warp(prior, positions, *, method="grid", seed=0, frame=0, at="corners", fact
 
     See DESIGN.md 8 for the conventions; NaN positions give fresh noise.
     """
-    source_shape, channels = check_prior(prior)
+    return _warp(prior, positions, method=method, seed=seed, frame=frame, at=at,
+                 factor=factor)
+
+
+def _warp(prior, positions, *, method="grid", seed=0, frame=0, at="corners", factor=None,
+          check_values=True):
+    """``warp``; ``check_values=False`` skips the scan of ``prior`` for NaN/inf, for
+    noise this package made itself (chained bakes, ``NoiseWarper``)."""
+    source_shape, channels = check_prior(prior, values=check_values)
     dims = len(source_shape)
     target_shape = check_positions(positions, dims, at)
     if array_module(prior) is not array_module(positions):
@@ -169,7 +177,8 @@ class NoiseWarper:
             positions = self.xp.asarray(positions)
         elif self.xp is np and array_module(positions) is not np:
             positions = positions.get()
-        self.noise = warp(self.noise, positions, method=self.method, seed=self.seed,
-                          frame=self.frame + 1, at=at, factor=self.factor)
+        self.noise = _warp(self.noise, positions, method=self.method, seed=self.seed,
+                           frame=self.frame + 1, at=at, factor=self.factor,
+                           check_values=False)
         self.frame += 1
         return self.noise

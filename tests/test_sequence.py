@@ -127,3 +127,30 @@ def test_bad_positions_shape(tmp_path):
         bake_flow_sequence(np.zeros((2, H, W, 3)), tmp_path / "o", progress=False)
     with pytest.raises(ValueError, match="shape"):
         bake_flow_sequence([], tmp_path / "o", progress=False)
+
+
+def test_resume_refuses_a_non_finite_last_frame(tmp_path):
+    # The chain continues from the last frame on disk without re-checking every frame.
+    pos = positions()
+    out = tmp_path / "nan"
+    with pytest.raises(KeyboardInterrupt):
+        bake_flow_sequence(Interrupting(pos, 2), out, seed=4, channels=C, progress=False)
+    last = np.load(out / "noise_0002.npy")
+    last[3, 4, 1] = np.nan
+    np.save(out / "noise_0002.npy", last)
+    from cupy_core.io import OutputError
+    with pytest.raises(OutputError, match="non-finite"):
+        bake_flow_sequence(pos, out, seed=4, channels=C, progress=False)
+
+
+def test_more_cells_than_the_counters_address_is_refused():
+    from cupy_core.conventions import check_positions, check_prior
+    with pytest.raises(ValueError, match="2\\^32"):
+        cupy_core.white_noise((2 ** 16, 2 ** 16), 1)
+    huge = np.broadcast_to(np.zeros((1, 1, 1), np.float32), (2 ** 16, 2 ** 16, 1))
+    with pytest.raises(ValueError, match="2\\^32"):
+        check_prior(huge)
+    corners = np.broadcast_to(np.zeros((1, 1, 2)), (2 ** 16 + 1, 2 ** 16 + 1, 2))
+    with pytest.raises(ValueError, match="2\\^32"):
+        check_positions(corners, 2, "corners")
+    assert check_positions(corners[:3, :5], 2, "corners") == (2, 4)

@@ -13,6 +13,7 @@ ones included, after its ``.npy`` is on disk: the add-on writes its OpenVDB file
 import numpy as np
 
 from ..sequence import _normalise, _run_bake
+from ..warp import _warp
 
 __all__ = ["bake_volume_sequence"]
 
@@ -54,8 +55,8 @@ def bake_volume_sequence(positions, out_dir, *, shape, method="grid", seed=0, ch
         if tuple(pos.shape) != corners:
             raise ValueError(f"positions for frame {frame} have shape {tuple(pos.shape)}; "
                              f"expected {corners}")
-        return cupy_core.warp(previous, pos, method=method, seed=int(seed), frame=frame,
-                              at="corners", **warp_options)
+        return _warp(previous, pos, method=method, seed=int(seed), frame=frame,
+                     at="corners", check_values=False, **warp_options)
 
     return _run_bake(out_dir, params, count + 1, first_frame, shape + (channels,),
                      latent_factor, produce, chained=True, preview=False, resume=resume,
