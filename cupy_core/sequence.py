@@ -211,7 +211,6 @@ def bake_flow_sequence(positions, out_dir, *, method="grid", seed=0, channels=4,
         raise ValueError(f"shape must be (H, W), got {shape}")
     if latent_factor > min(shape):
         raise ValueError(f"latent factor {latent_factor} is larger than the frame {shape}")
-    noise_shape = shape + (channels,)
 
     params = {
         "source": source, "method": method, "seed": seed, "channels": channels,

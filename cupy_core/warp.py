@@ -95,8 +95,15 @@ def _warp(prior, positions, *, method="grid", seed=0, frame=0, at="corners", fac
     if method == "upsample":
         return _upsample(prior, positions, at, factor, seed, frame, source_shape, target_shape,
                          channels)
-    xp = array_module(prior)
     geom, valid = _geometry(method, positions, at)
+    return _bridge(prior, geom, valid, method, source_shape, target_shape, channels, seed,
+                   frame)
+
+
+def _bridge(prior, geom, valid, method, source_shape, target_shape, channels, seed, frame):
+    """The grid/particle warp from its geometry (``_geometry``'s form) and the targets
+    that take source area (``valid``, or None for all): NumPy or the kernels."""
+    xp = array_module(prior)
     n_target = int(np.prod(target_shape))
     normalise_all = method == "particle"
     if xp is np:
@@ -104,13 +111,13 @@ def _warp(prior, positions, *, method="grid", seed=0, frame=0, at="corners", fac
         flat = prior.astype(np.float32).astype(np.float64).reshape(-1, channels)
         out = bridge.bridge_numpy(flat, t, s, w, n_target, normalise_all, seed, frame)
         return out.astype(np.float32).reshape(target_shape + (channels,))
-    valid_arg = (xp.ascontiguousarray(valid, dtype=xp.uint8) if valid is not None
+    valid_arg = (xp.ascontiguousarray(xp.asarray(valid), dtype=xp.uint8) if valid is not None
                  else np.uint64(0))  # a null pointer
     # Geometry arguments: positions, valid, the target's then the source's shape.
     geom_args = ((xp.ascontiguousarray(geom), valid_arg)
                  + tuple(i64(n) for n in target_shape) + tuple(i64(n) for n in source_shape))
     flat = xp.ascontiguousarray(prior.reshape(-1, channels), dtype=xp.float32)
-    name = f"{method}{dims}d"
+    name = f"{method}{len(source_shape)}d"
     out = bridge.bridge_cupy(f"{name}.cu", name, geom_args, flat, n_target,
                              normalise_all, seed, frame)
     return out.reshape(target_shape + (channels,))

@@ -27,10 +27,7 @@ import dataclasses
 import numpy as np
 
 from .. import rng
-from ..bridge import bridge_numpy
 from ..conventions import array_module, corners_to_centers
-from ..grid2d import grid2d_pieces
-from ..particle2d import particle2d_pieces
 from .camera import background_positions, project
 from .raster import corner_points, interpolate, rasterize
 from .uvmap import uv_islands, uv_to_texture
@@ -205,8 +202,7 @@ def warp_masked(prior, corners, valid, *, method="grid", seed=0, frame=0):
     take source area (the others get the core's fresh noise and consume nothing).
     NumPy or CuPy, as ``cupy_core.warp``."""
     from ..conventions import check_positions, check_prior
-    from .._cuda import i64
-    from .. import bridge
+    from ..warp import _bridge
 
     source_shape, channels = check_prior(prior)
     target = check_positions(corners, 2, "corners")
@@ -215,24 +211,11 @@ def warp_masked(prior, corners, valid, *, method="grid", seed=0, frame=0):
         raise ValueError(f"valid must be {tuple(target)}, got {valid.shape}")
     if method not in ("grid", "particle"):
         raise ValueError(f"method must be 'grid' or 'particle', got {method!r}")
-    xp = array_module(prior)
-    geom = corners.astype(xp.float64)
+    geom = corners.astype(array_module(prior).float64, copy=False)
     if method == "particle":
         geom = corners_to_centers(geom)
-    n_target = int(np.prod(target))
-    if xp is np:
-        pieces = grid2d_pieces if method == "grid" else particle2d_pieces
-        t, s, w = pieces(geom, source_shape, valid)
-        flat = prior.astype(np.float32).astype(np.float64).reshape(-1, channels)
-        out = bridge_numpy(flat, t, s, w, n_target, method == "particle", seed, frame)
-        return out.astype(np.float32).reshape(tuple(target) + (channels,))
-    valid_arg = xp.ascontiguousarray(xp.asarray(valid), dtype=xp.uint8)
-    geom_args = (xp.ascontiguousarray(geom), valid_arg, i64(target[0]), i64(target[1]),
-                 i64(source_shape[0]), i64(source_shape[1]))
-    flat = xp.ascontiguousarray(prior.reshape(-1, channels), dtype=xp.float32)
-    out = bridge.bridge_cupy(f"{method}2d.cu", f"{method}2d", geom_args, flat, n_target,
-                             method == "particle", seed, frame)
-    return out.reshape(tuple(target) + (channels,))
+    return _bridge(prior, geom, valid, method, source_shape, tuple(target), channels, seed,
+                   frame)
 
 
 def surface_noise(texture, corners, valid, *, method="grid", seed=0, frame=0,

@@ -17,6 +17,8 @@ depth go to the lower triangle index, so the result is deterministic.
 """
 import numpy as np
 
+from ..conventions import pixel_corners
+
 __all__ = ["rasterize", "corner_points", "interpolate"]
 
 EDGE_EPS = 1e-9
@@ -25,9 +27,7 @@ CHUNK = 1 << 18          # (triangle, sample) pairs processed at once
 
 def corner_points(shape):
     """Pixel corners ``(H+1, W+1, 2)`` ``(x, y)`` of an ``(H, W)`` image."""
-    h, w = shape
-    y, x = np.mgrid[0:h + 1, 0:w + 1].astype(np.float64)
-    return np.stack([x, y], axis=-1)
+    return pixel_corners(tuple(int(n) for n in shape))
 
 
 def _bins(points):

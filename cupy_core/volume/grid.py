@@ -43,6 +43,8 @@ import re
 
 import numpy as np
 
+from ..conventions import pixel_corners
+
 __all__ = ["Domain", "VelocityGrid", "VolumeInputError", "corner_points", "affine_positions",
            "rigid_positions", "object_positions", "backtrace_positions",
            "load_velocity_frame", "velocity_sequence", "trilinear", "VELOCITY_PREFIX"]
@@ -127,10 +129,7 @@ class Domain:
 
 def corner_points(shape):
     """``(D+1, H+1, W+1, 3)`` float64 voxel coordinates ``(x, y, z) = (j, i, k)``."""
-    d, h, w = (int(n) for n in shape)
-    k, i, j = np.meshgrid(np.arange(d + 1.0), np.arange(h + 1.0), np.arange(w + 1.0),
-                          indexing="ij")
-    return np.stack([j, i, k], axis=-1)
+    return pixel_corners(tuple(int(n) for n in shape))
 
 
 def affine_positions(shape, backward):
