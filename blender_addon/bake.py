@@ -244,24 +244,15 @@ def write_noise_exr(path, noise):
     """``noise`` (H, W, C) as a float32 EXR, atomically: channels R, G, B, A for C <= 4
     (Blender shows them), else ``noise.00``, ``noise.01``, ..."""
     import OpenEXR  # the bundled wheel
+    from cupy_core import io as cio
 
     c = noise.shape[2]
     names = "RGBA"[:c] if c <= 4 else [f"noise.{i:02d}" for i in range(c)]
     channels = {n: np.ascontiguousarray(noise[..., i], dtype=np.float32)
                 for i, n in enumerate(names)}
-    folder = os.path.dirname(path)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix="." + os.path.basename(path) + ".",
-                               suffix=".tmp")
-    os.close(fd)
-    try:
-        header = {"compression": OpenEXR.ZIP_COMPRESSION, "type": OpenEXR.scanlineimage}
-        with OpenEXR.File(header, channels) as f:
-            f.write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    header = {"compression": OpenEXR.ZIP_COMPRESSION, "type": OpenEXR.scanlineimage}
+    with cio.atomic_path(path) as tmp, OpenEXR.File(header, channels) as f:
+        f.write(tmp)
 
 
 def _exr_for(out_dir, frame):

@@ -1,6 +1,5 @@
 """Operators: Bake (modal from the UI, Esc cancels; blocking when executed from a
 script) and Refresh Device."""
-import os
 import queue
 import threading
 import traceback

@@ -13,7 +13,6 @@ the transpose of ours). Grids: one FloatGrid per channel, ``noise_0`` .. ``noise
 """
 import os
 import sys
-import tempfile
 
 import numpy as np
 
@@ -108,17 +107,9 @@ def write_noise_vdb(path, noise, voxel_to_world, prefix="noise"):
         g.transform = _transform(vdb, voxel_to_world)
         g.gridClass = vdb.GridClass.FOG_VOLUME if hasattr(vdb, "GridClass") else g.gridClass
         grids.append(g)
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix="." + os.path.basename(path) + ".",
-                               suffix=".tmp")
-    os.close(fd)
-    try:
+    from cupy_core.io import atomic_path
+    with atomic_path(path) as tmp:
         vdb.write(tmp, grids, {"cupy_shape": " ".join(map(str, noise.shape))})
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
     return path
 
 

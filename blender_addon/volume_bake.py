@@ -27,8 +27,6 @@ restored and any probe removed, after success, error or cancel.
 import dataclasses
 import os
 
-import numpy as np
-
 from .errors import BakeError
 
 MOTIONS = ("objects", "fluid", "velocity")

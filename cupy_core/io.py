@@ -6,6 +6,7 @@ either the old file or the new one, never half of one. Temporary names start wit
 dot and end in ``.tmp`` (``.noise_0003.npy.1a2b3c.tmp``) so that no reader mistakes
 them for outputs; ``remove_stale_temporaries`` clears those a killed process left.
 """
+import contextlib
 import datetime
 import json
 import os
@@ -90,23 +91,25 @@ def remove_stale_temporaries(folder, prefixes=("noise_", "preview_", "latents", 
 
 # --------------------------------------------------------------------------- atomic writes
 
-def _atomic_write(path, write):
-    """Call ``write(fileobj)`` on a temporary file beside ``path``, then rename it onto
-    ``path``. On any failure (Ctrl-C included) the temporary is removed and the old
-    ``path``, if any, is untouched."""
+@contextlib.contextmanager
+def atomic_path(path):
+    """Yield a temporary file name beside ``path`` for a writer that wants a name
+    (OpenEXR, OpenVDB, memory maps); when the block ends the file is synced to disk and
+    renamed onto ``path``. On any failure (Ctrl-C included) the temporary is removed
+    and the old ``path``, if any, is untouched."""
     path = Path(path)
-    folder = path.parent if str(path.parent) else Path(".")
+    folder = path.parent
     try:
         fd, tmp = tempfile.mkstemp(dir=folder, prefix="." + path.name + ".",
                                    suffix=_TEMP_SUFFIX)
     except OSError as exc:
         raise OutputError(f"cannot write in folder {str(folder)!r}: "
                           f"{exc.strerror or exc}") from None
+    os.close(fd)
     try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            # fsync so that after a power cut the renamed file has its contents too.
+        yield tmp
+        # fsync so that after a power cut the renamed file has its contents too.
+        with open(tmp, "r+b") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
@@ -115,7 +118,14 @@ def _atomic_write(path, write):
         except OSError:
             pass
         raise
-    return path
+
+
+def _atomic_write(path, write):
+    """Call ``write(fileobj)`` on a temporary file beside ``path``, then rename it onto
+    ``path`` (``atomic_path``)."""
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        write(f)
+    return Path(path)
 
 
 def save_npy_atomic(path, array):
@@ -274,9 +284,7 @@ def assemble_latents(out_dir, frames, factor, *, prefix="noise", name=LATENTS_NA
         raise ValueError(f"latent factor {factor} is larger than the frame")
     shape = (len(frames),) + first.shape
     target = out_dir / name
-    fd, tmp = tempfile.mkstemp(dir=out_dir, prefix="." + name + ".", suffix=_TEMP_SUFFIX)
-    os.close(fd)
-    try:
+    with atomic_path(target) as tmp:
         mm = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=shape)
         try:
             mm[0] = first
@@ -289,13 +297,6 @@ def assemble_latents(out_dir, frames, factor, *, prefix="noise", name=LATENTS_NA
             mm.flush()
         finally:
             del mm  # closes the map before the rename
-        os.replace(tmp, target)
-    except BaseException:
-        try:
-            os.remove(tmp)
-        except OSError:
-            pass
-        raise
     return target
 
 
