@@ -337,7 +337,7 @@ def run_bake(scene, settings, view_layer=None, *, progress=None, cancelled=None,
             renderer = VectorRenderer(scene, view_layer, tmp)
             ctx = renderer
         else:
-            renderer, ctx = None, _Null()
+            renderer, ctx = None, _KeepFrame(scene)   # cameras are read frame by frame
         call = main or (lambda fn: fn())
         call(ctx.__enter__)          # Blender settings change on the main thread only
         try:
@@ -361,11 +361,19 @@ def run_bake(scene, settings, view_layer=None, *, progress=None, cancelled=None,
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-class _Null:
+class _KeepFrame:
+    """Puts the scene back on its current frame afterwards."""
+
+    def __init__(self, scene):
+        self.scene = scene
+
     def __enter__(self):
+        self.frame = self.scene.frame_current
         return self
 
     def __exit__(self, *exc):
+        if self.scene.frame_current != self.frame:
+            self.scene.frame_set(self.frame)
         return False
 
 
@@ -417,8 +425,12 @@ def _mesh_bake(scene, s, out_dir, xp, before, after, progress, main):
 
     def objects():
         import bpy
-        call(lambda: scene.frame_set(s.frame_start))
-        return call(lambda: render_objects(scene, bpy.context.evaluated_depsgraph_get()))
+        try:
+            call(lambda: scene.frame_set(s.frame_start))
+            return call(lambda: render_objects(scene, bpy.context.evaluated_depsgraph_get()))
+        except BaseException:      # the bake's own try restores the frame after this
+            call(lambda: scene.frame_set(old_frame))
+            raise
 
     obs = objects()
     cache = {}

@@ -26,6 +26,15 @@ def _show_preview(context, img, first, count):
             space.image_user.use_auto_refresh = True
 
 
+def _serve(fn, box, ev):
+    """Run a call the worker handed to the main thread; hand back its value or error."""
+    try:
+        box["value"] = fn()
+    except BaseException as exc:
+        box["error"] = exc
+    ev.set()
+
+
 class CUPYNOISE_OT_bake(bpy.types.Operator):
     """Bake warped noise for the scene's frame range from its motion vectors"""
     bl_idname = "cupy_noise.bake"
@@ -109,15 +118,11 @@ class CUPYNOISE_OT_bake(bpy.types.Operator):
         if event.type != "TIMER":
             return {"PASS_THROUGH"}
         try:
-            fn, box, ev = self._calls.get_nowait()
+            call = self._calls.get_nowait()
         except queue.Empty:
             pass
         else:
-            try:
-                box["value"] = fn()
-            except BaseException as exc:
-                box["error"] = exc
-            ev.set()
+            _serve(*call)
         st = self._state
         context.window_manager.progress_update(int(1000 * st["done"] / max(1, st["total"])))
         if not self._cancel:
@@ -126,6 +131,21 @@ class CUPYNOISE_OT_bake(bpy.types.Operator):
         if self._outcome is None:
             return {"RUNNING_MODAL"}
         return self._end(context)
+
+    def cancel(self, context):
+        """Blender ends the operator (a file load, the window closing): stop the worker
+        after its frame, still running its Blender calls here, so that the render
+        settings and the frame are restored before the operator goes."""
+        self._cancel = True
+        while self._thread.is_alive():
+            try:
+                _serve(*self._calls.get(timeout=0.05))
+            except queue.Empty:
+                pass
+        wm = context.window_manager
+        wm.event_timer_remove(self._timer)
+        wm.progress_end()
+        _status(context, None)
 
     def _end(self, context):
         from .bake import BakeCancelled, BakeError

@@ -123,13 +123,15 @@ def run_volume_bake(scene, s, *, progress=None, cancelled=None, main=None, log=p
     grids, mats, boxes, dom_boxes = {}, {}, {}, {}
 
     def grab():
-        for f in frames:
-            scene.frame_set(f)
-            grids[f] = R.domain_grid(dom_ob, s.resolution)
-            dom_boxes[f] = (R.local_box(dom_ob), R.matrix_world(dom_ob))
-            mats[f] = [R.matrix_world(ob) for ob in movers]
-            boxes[f] = [R.local_box(ob) for ob in movers]
-        scene.frame_set(old)
+        try:
+            for f in frames:
+                scene.frame_set(f)
+                grids[f] = R.domain_grid(dom_ob, s.resolution)
+                dom_boxes[f] = (R.local_box(dom_ob), R.matrix_world(dom_ob))
+                mats[f] = [R.matrix_world(ob) for ob in movers]
+                boxes[f] = [R.local_box(ob) for ob in movers]
+        finally:
+            scene.frame_set(old)
 
     call(grab)
     layout = None

@@ -332,3 +332,38 @@ def test_built_zip_installs_and_bakes(tmp_path):
                        env=env, cwd=tmp_path, timeout=300)
     assert p.returncode == 0 and "INSTALLED-BAKE-OK" in p.stdout, p.stdout[-3000:] + p.stderr[-3000:]
     assert os.path.isfile(tmp_path / "out" / "noise_0005.exr")
+
+
+def test_modal_cancel_runs_the_workers_last_blender_calls():
+    # Blender may end a modal operator itself (a file load): cancel() must stop the
+    # worker and still run the calls it hands over, e.g. restoring render settings.
+    import queue
+    import threading
+    from types import SimpleNamespace
+    from blender_addon.operators import CUPYNOISE_OT_bake
+
+    op = SimpleNamespace(_calls=queue.Queue(), _cancel=False, _timer="timer")
+    ran = []
+
+    def main(fn):
+        box, ev = {}, threading.Event()
+        op._calls.put((fn, box, ev))
+        ev.wait()
+        if "error" in box:
+            raise box["error"]
+        return box["value"]
+
+    def work():
+        try:
+            while not op._cancel:                      # frames, each with a Blender call
+                main(lambda: ran.append(("frame", threading.get_ident())))
+        finally:
+            main(lambda: ran.append(("restore", threading.get_ident())))
+
+    op._thread = threading.Thread(target=work, daemon=True)
+    op._thread.start()
+    removed = []
+    wm = SimpleNamespace(event_timer_remove=removed.append, progress_end=lambda: None)
+    CUPYNOISE_OT_bake.cancel(op, SimpleNamespace(window_manager=wm))
+    assert not op._thread.is_alive() and op._cancel and removed == ["timer"]
+    assert ran[-1] == ("restore", threading.get_ident())   # on this (the main) thread
