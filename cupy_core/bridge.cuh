@@ -10,7 +10,6 @@
 
 #define S_SCALE 4294967296.0       // 2^32: areas, up to 2^31 per source
 #define T_SCALE 1099511627776.0    // 2^40: piece sums, |T| < 2^23
-#define GATHER_CHUNK 16            // channels accumulated per geometry pass in gather
 // A remainder this small is below the resolution of the area sums: not drawn.
 #define REST_EPS 5.9604644775390625e-08   // 2^-24
 

@@ -220,11 +220,14 @@ struct Grid3D {
                             s = s + (double)G3_BOUNDARY_SIGN[q] * g3_tri_phi(v, G3_BOUNDARY[q], X, Y, Z, ws, hs);
                         vol = fabs(s) / 6.0;
                     } else {
+                        // Six of the 18 triangles are shared by two tetrahedra: each once.
+                        double phi[18];
+                        for (int q = 0; q < 18; ++q) phi[q] = g3_tri_phi(v, q, X, Y, Z, ws, hs);
                         double total = 0.0;
                         for (int t = 0; t < 6; ++t) {
                             double s = 0.0;
                             for (int e = 0; e < 4; ++e)
-                                s = s + (double)G3_TETS[t][e][1] * g3_tri_phi(v, G3_TETS[t][e][0], X, Y, Z, ws, hs);
+                                s = s + (double)G3_TETS[t][e][1] * phi[G3_TETS[t][e][0]];
                             total = total + fabs(s);
                         }
                         vol = total / 6.0;

@@ -65,6 +65,9 @@ __device__ __forceinline__ double normal_at(unsigned int c0, unsigned int c1,
     return z[ch & 3u];
 }
 
+// Channels a gather accumulates per walk over a target's sources (bridge.cuh, upsample.cu).
+#define GATHER_CHUNK 16
+
 // The last step of a gather, for target p's channels [cb, ce): the sum acc over its
 // sources divided by sqrt(total) where it has any, else fresh noise (stream FRESH).
 __device__ __forceinline__ void write_gathered(float* out, long long p, int C, int cb, int ce,

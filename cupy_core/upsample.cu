@@ -10,7 +10,6 @@
 #include "philox.cuh"
 #include "quad2d.cuh"
 
-#define UP_CHUNK 16   // channels accumulated per walk over the sub-pixels in gather
 
 struct UpKey {
     unsigned int k0, k1, frame;
@@ -68,10 +67,10 @@ extern "C" __global__ void upsample_gather(const double* corners, const unsigned
         gy0 = (long long)clampd(lo, 0.0, (double)rows);
         gy1 = (long long)clampd(hi, 0.0, (double)rows);
     }
-    for (int cb = 0; cb < C; cb += UP_CHUNK) {
-        const int ce = (cb + UP_CHUNK < C) ? cb + UP_CHUNK : C;
-        double acc[UP_CHUNK];
-        for (int c = 0; c < UP_CHUNK; ++c) acc[c] = 0.0;
+    for (int cb = 0; cb < C; cb += GATHER_CHUNK) {
+        const int ce = (cb + GATHER_CHUNK < C) ? cb + GATHER_CHUNK : C;
+        double acc[GATHER_CHUNK];
+        for (int c = 0; c < GATHER_CHUNK; ++c) acc[c] = 0.0;
         long long count = 0;
         for (long long gy = gy0; gy < gy1; ++gy) {
             double yc = ((double)gy + 0.5) / nd;
