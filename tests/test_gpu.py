@@ -9,6 +9,7 @@ import pytest
 
 import cupy_core
 from cupy_core._cuda import gpu_available
+from checks import assert_gpu_matches_cpu
 from maps import centers, corners, fold, swirl
 
 if not gpu_available():
@@ -42,10 +43,7 @@ def test_cpu_gpu_agree(method, case, at, channels):
     h, w = 64, 72
     prior = cupy_core.white_noise((70, 80), channels, seed=1)
     pos = CASES[case](h, w, at)
-    cpu = cupy_core.warp(prior, pos, method=method, at=at, seed=5, frame=2)
-    gpu = cupy_core.warp(cupy.asarray(prior), cupy.asarray(pos), method=method, at=at, seed=5, frame=2)
-    assert isinstance(gpu, cupy.ndarray) and gpu.dtype == cupy.float32
-    np.testing.assert_allclose(gpu.get(), cpu, atol=1e-5, rtol=0)
+    assert_gpu_matches_cpu(cupy, prior, pos, method=method, at=at, seed=5, frame=2)
 
 
 @pytest.mark.parametrize("method", ["grid", "particle"])

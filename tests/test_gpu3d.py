@@ -7,6 +7,7 @@ import pytest
 
 import cupy_core
 from cupy_core._cuda import gpu_available
+from checks import assert_gpu_matches_cpu
 from maps import centers3, corners3, fold3, swirl3
 
 if not gpu_available():
@@ -37,10 +38,7 @@ def test_cpu_gpu_agree_3d(method, case, at, channels):
     d, h, w = 20, 22, 24
     prior = cupy_core.white_noise((22, 24, 26), channels, seed=1)
     pos = CASES[case](d, h, w, at)
-    cpu = cupy_core.warp(prior, pos, method=method, at=at, seed=5, frame=2)
-    gpu = cupy_core.warp(cupy.asarray(prior), cupy.asarray(pos), method=method, at=at, seed=5, frame=2)
-    assert isinstance(gpu, cupy.ndarray) and gpu.dtype == cupy.float32
-    np.testing.assert_allclose(gpu.get(), cpu, atol=1e-5, rtol=0)
+    assert_gpu_matches_cpu(cupy, prior, pos, method=method, at=at, seed=5, frame=2)
 
 
 @pytest.mark.parametrize("method", ["grid", "particle"])
