@@ -323,3 +323,11 @@ def test_cli_surface_and_geometry(tmp_path):
                         "--camera", cam_file, "--out", str(tmp_path / "x")],
                        capture_output=True, text=True)
     assert r.returncode == 2 and "no such file" in r.stderr
+
+
+def test_screen_noise_of_some_pixels_is_the_same_numbers():
+    from cupy_core.surface.maps import screen_noise
+    full = screen_noise((13, 17), 5, seed=3, frame=2)
+    cells = np.array([0, 5, 100, 220])
+    np.testing.assert_array_equal(screen_noise((13, 17), 5, seed=3, frame=2, cells=cells),
+                                  full.reshape(-1, 5)[cells])

@@ -188,13 +188,17 @@ def texture_noise(texture_size, channels, *, seed=0, tiles=1, xp=np):
     return white_noise((int(tiles) * n, n), channels, seed=seed, frame=0, xp=xp)
 
 
-def screen_noise(shape, channels, *, seed=0, frame=0):
+def screen_noise(shape, channels, *, seed=0, frame=0, cells=None):
     """Off-surface noise ``(H, W, C)`` float32 (NumPy), independent of the texture
-    noise and of every warp draw (its own counter word)."""
-    n = int(np.prod(shape))
-    z = rng.normals(np.arange(n, dtype=np.uint64), _SCREEN_WORD, rng.STREAM_FRESH,
+    noise and of every warp draw (its own counter word). ``cells`` (flat pixel
+    indices): only those pixels' values, ``(len(cells), C)``, the same numbers."""
+    if cells is None:
+        z = screen_noise(shape, channels, seed=seed, frame=frame,
+                         cells=np.arange(int(np.prod(shape))))
+        return z.reshape(tuple(shape) + (channels,))
+    z = rng.normals(np.asarray(cells, np.uint64), _SCREEN_WORD, rng.STREAM_FRESH,
                     channels, frame, seed)
-    return z.astype(np.float32).reshape(tuple(shape) + (channels,))
+    return z.astype(np.float32)
 
 
 def warp_masked(prior, corners, valid, *, method="grid", seed=0, frame=0):
@@ -230,10 +234,9 @@ def surface_noise(texture, corners, valid, *, method="grid", seed=0, frame=0,
     out = warp_masked(texture, corners, valid, method=method, seed=seed, frame=SURFACE_KEY)
     valid = np.asarray(valid, bool)
     if not valid.all():
+        # only the pixels off the surface are drawn (row-major, as the mask selects)
         key = frame if background == "fresh" else 0
-        bg = screen_noise(valid.shape, texture.shape[-1], seed=seed, frame=key)
-        if xp is np:
-            out[~valid] = bg[~valid]
-        else:
-            out = xp.where(xp.asarray(valid)[..., None], out, xp.asarray(bg))
+        bg = screen_noise(valid.shape, texture.shape[-1], seed=seed, frame=key,
+                          cells=np.flatnonzero(~valid))
+        out[xp.asarray(~valid)] = xp.asarray(bg)
     return out
