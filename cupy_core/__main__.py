@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ._cli import run_command
+from ._cli import array_module_for, print_summary, run_command
 
 NPY_MAGIC = b"\x93NUMPY"
 
@@ -115,13 +115,7 @@ def _run(args):
     if args.latent_factor > min(flows.shape[1:3]):
         raise UsageError(f"--latent-factor {args.latent_factor} is larger than the "
                          f"{flows.shape[1]}x{flows.shape[2]} frames")
-    xp = None
-    if args.gpu:
-        try:
-            import cupy as xp
-            xp.cuda.runtime.getDeviceCount()
-        except Exception as exc:  # not installed, no driver, no device
-            raise UsageError(f"--gpu needs CuPy and a CUDA device: {exc}") from None
+    xp = array_module_for(args.gpu)
 
     source = {"flows": str(Path(args.flows).resolve()),
               "flow": "forward (negated)" if args.forward else "backward"}
@@ -131,9 +125,7 @@ def _run(args):
         latent_factor=args.latent_factor, at="centers", shape=flows.shape[1:3], source=source,
         progress=not args.quiet, preview=args.preview, resume=not args.no_resume, xp=xp)
     if not args.quiet:
-        kept = f" ({result.resumed_frames} resumed)" if result.resumed_frames else ""
-        print(f"wrote {len(result.frames)} frames{kept} of {result.noise_shape} noise and "
-              f"latents {result.latents_shape} to {result.out_dir}")
+        print_summary(result)
     return 0
 
 

@@ -9,7 +9,7 @@ surface``. CAMERA.json: see ``cupy_core/surface/camera.py`` (README "Camera JSON
 import argparse
 from pathlib import Path
 
-from .._cli import run_command
+from .._cli import array_module_for, print_summary, run_command
 
 
 def build_parser():
@@ -64,13 +64,7 @@ def run(args):
     seq = load_mesh_sequence(args.meshes)
     cams = load_cameras(args.camera, len(seq))
     shape = cams[0].shape
-    xp = None
-    if args.gpu:
-        try:
-            import cupy as xp
-            xp.cuda.runtime.getDeviceCount()
-        except Exception as exc:
-            raise ValueError(f"--gpu needs CuPy and a CUDA device: {exc}") from None
+    xp = array_module_for(args.gpu)
     source = {"meshes": [str(Path(f).resolve()) for f in sequence_files(args.meshes)],
               "camera": str(Path(args.camera).resolve()), "route": "trimesh rays"}
     common = dict(shape=shape, method=args.method, seed=args.seed, channels=args.channels,
@@ -104,9 +98,7 @@ def run(args):
 
         result = bake_geometry_sequence(Positions(), args.out, **common)
     if not args.quiet:
-        kept = f" ({result.resumed_frames} resumed)" if result.resumed_frames else ""
-        print(f"wrote {len(result.frames)} frames{kept} of {result.noise_shape} noise and "
-              f"latents {result.latents_shape} to {result.out_dir}")
+        print_summary(result)
     return 0
 
 
