@@ -60,7 +60,10 @@ def test_normals_are_standard_and_keyed():
 
 
 def test_seed_range():
-    rng.seed_key(2 ** 64 - 1)
-    rng.seed_key(-1)
+    # A negative seed is its 64-bit two's complement: -1 is the largest seed.
+    assert rng.seed_key(-1) == rng.seed_key(2 ** 64 - 1) == (0xFFFFFFFF, 0xFFFFFFFF)
+    assert rng.seed_key(1) == (1, 0) and rng.seed_key(2 ** 32) == (0, 1)
+    with pytest.raises(ValueError, match="seed"):
+        rng.seed_key(-(2 ** 63) - 1)
     with pytest.raises(ValueError, match="seed"):
         rng.seed_key(2 ** 64)

@@ -167,9 +167,8 @@ def forward_displacement(vector):
 
 
 def centers(h, w):
-    jj, ii = np.meshgrid(np.arange(w, dtype=np.float64) + 0.5,
-                         np.arange(h, dtype=np.float64) + 0.5)
-    return np.stack([jj, ii], axis=-1)
+    from cupy_core.conventions import pixel_centers
+    return pixel_centers((h, w))
 
 
 def vector_to_positions(vector):
