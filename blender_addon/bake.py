@@ -102,42 +102,24 @@ class BakeSettings:
 
 # --------------------------------------------------------------------------- devices
 
-_DEVICE_INFO = None
-
-
 def device_info(refresh=False):
-    """``{"cupy": version or None, "gpu": name or None, "error": text or None}``,
-    cached (importing CuPy takes a while)."""
-    global _DEVICE_INFO
-    if _DEVICE_INFO is not None and not refresh:
-        return _DEVICE_INFO
-    info = {"cupy": None, "gpu": None, "error": None}
-    try:
-        import cupy
-        info["cupy"] = cupy.__version__
-        if cupy.cuda.runtime.getDeviceCount() > 0:
-            name = cupy.cuda.runtime.getDeviceProperties(0)["name"]
-            info["gpu"] = name.decode() if isinstance(name, bytes) else str(name)
-        else:
-            info["error"] = "no CUDA device"
-    except ImportError:
-        info["error"] = "CuPy is not installed"
-    except Exception as exc:  # no driver, broken install
-        info["error"] = f"CuPy cannot use a GPU: {exc}"
-    _DEVICE_INFO = info
-    return info
+    """``{"cupy": version or None, "gpu": name or None, "error": text or None}`` from
+    the core's GPU probe (run once per process: it compiles and launches a kernel)."""
+    from cupy_core.device import gpu_status
+    status = gpu_status(refresh=refresh)
+    return {"cupy": status.cupy_version, "gpu": status.name if status.ok else None,
+            "error": None if status.ok else f"{status.reason}; {status.advice}"}
 
 
 def array_module(device):
-    """None (NumPy, the CPU) or the ``cupy`` module for ``device``."""
-    if device == "cpu":
-        return None
-    info = device_info()
-    if info["gpu"] is None:
-        if device == "gpu":
-            raise BakeError(f"device GPU asked for, but {info['error']}; see the add-on's "
-                            "preferences for how to add GPU support, or use CPU / Auto")
-        return None
+    """None (NumPy, the CPU) or the ``cupy`` module for ``device``: Auto falls back to
+    the CPU (one warning) where the GPU path cannot run, GPU is then a BakeError."""
+    from cupy_core.device import GpuUnavailableError, use_gpu
+    try:
+        if not use_gpu(device):
+            return None
+    except GpuUnavailableError as exc:
+        raise BakeError(f"{exc}; or use CPU / Auto") from None
     import cupy
     return cupy
 

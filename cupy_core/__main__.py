@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ._cli import array_module_for, print_summary, run_command
+from ._cli import add_device_option, array_module_for, print_summary, run_command
 
 NPY_MAGIC = b"\x93NUMPY"
 
@@ -57,7 +57,7 @@ def build_parser():
                    help="also write preview_XXXX.png (channels 0-2 as colour)")
     p.add_argument("--no-resume", action="store_true",
                    help="discard an earlier bake in DIR instead of resuming it")
-    p.add_argument("--gpu", action="store_true", help="compute on the GPU with CuPy")
+    add_device_option(p)
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
     return p
 
@@ -115,7 +115,7 @@ def _run(args):
     if args.latent_factor > min(flows.shape[1:3]):
         raise UsageError(f"--latent-factor {args.latent_factor} is larger than the "
                          f"{flows.shape[1]}x{flows.shape[2]} frames")
-    xp = array_module_for(args.gpu)
+    xp = array_module_for(args.device)
 
     source = {"flows": str(Path(args.flows).resolve()),
               "flow": "forward (negated)" if args.forward else "backward"}

@@ -1,8 +1,10 @@
 """What the command lines share (``python -m cupy_core`` and its ``surface``
-subcommand): ``--gpu``, the closing summary, and the exit codes: 0 done, 2 bad input
+subcommand): ``--device``, the closing summary, and the exit codes: 0 done, 2 bad input
 (``error: ...``), 1 other OS errors, 130 interrupted (every file written is whole: the
 same command resumes)."""
 import sys
+
+from .device import DEVICES, use_gpu
 
 
 def run_command(run, args):
@@ -21,15 +23,22 @@ def run_command(run, args):
         return 1
 
 
-def array_module_for(gpu):
-    """CuPy for ``--gpu`` (a ValueError, exit code 2, when it cannot run), else None."""
-    if not gpu:
+def add_device_option(parser):
+    """``--device auto|cpu|gpu`` (default auto) and ``--gpu``, short for ``--device gpu``."""
+    parser.add_argument("--device", choices=DEVICES, default="auto",
+                        help="auto (default): the GPU when CuPy can compile and run the "
+                             "kernels here, else the CPU with a warning saying why; the "
+                             "same bits either way")
+    parser.add_argument("--gpu", dest="device", action="store_const", const="gpu",
+                        help="the same as --device gpu")
+
+
+def array_module_for(device):
+    """CuPy when ``device`` runs on the GPU, else None; ``device="gpu"`` where the GPU
+    path cannot run is a ValueError (exit code 2) naming why and what to install."""
+    if not use_gpu(device):
         return None
-    try:
-        import cupy
-        cupy.cuda.runtime.getDeviceCount()
-    except Exception as exc:  # not installed, no driver, no device
-        raise ValueError(f"--gpu needs CuPy and a CUDA device: {exc}") from None
+    import cupy
     return cupy
 
 

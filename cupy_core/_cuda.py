@@ -12,6 +12,10 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 # --fmad=false: no fused multiply-adds, so double arithmetic rounds as NumPy does.
 OPTIONS = ("-std=c++17", "--fmad=false")
 THREADS = 256
+# Work per launch, in item-channels times a kernel's relative cost (``launch``'s
+# ``cost``): small enough that one launch stays far below the ~2 s after which a
+# display GPU's watchdog kills it (Windows TDR), big enough to fill an H100.
+LAUNCH_WORK = 1 << 24
 _INCLUDE = re.compile(r'^\s*#include\s+"([^"]+)"\s*$', re.M)
 _modules = {}
 
@@ -34,12 +38,27 @@ def module(name):
     return _modules[name]
 
 
-def launch(name, kernel, n, args):
-    """Run ``kernel`` of ``name`` with one thread per item, ``n`` items."""
-    if n == 0:
+def launch(name, kernel, n, args, *, cost=1):
+    """Run ``kernel`` of ``name`` over ``n`` items, one thread per item, in launches of
+    at most ``LAUNCH_WORK // cost`` items. Every kernel takes ``(start, n)`` before
+    ``args`` (launch.cuh), so the split changes no result."""
+    n = int(n)
+    if n <= 0:
         return
-    blocks = (int(n) + THREADS - 1) // THREADS
-    module(name).get_function(kernel)((blocks,), (THREADS,), args)
+    per = max(THREADS, LAUNCH_WORK // max(int(cost), 1) // THREADS * THREADS)
+    function = module(name).get_function(kernel)
+    total = np.int64(n)
+    for start in range(0, n, per):
+        count = min(per, n - start)
+        function(((count + THREADS - 1) // THREADS,), (THREADS,),
+                 (np.int64(start), total) + tuple(args))
+
+
+def struct(fields, values):
+    """A C struct argument: a size-1 NumPy structured array, which CuPy 13 and 14 both
+    pass by value (CuPy 13 rejects the structured scalar ``array[0]``).
+    ``fields``: ``[(name, dtype), ...]`` in the struct's order; ``values``: a tuple."""
+    return np.array([tuple(values)], dtype=np.dtype(list(fields)))
 
 
 def i64(v):
@@ -48,12 +67,3 @@ def i64(v):
 
 def u32(v):
     return np.uint32(int(v) & 0xFFFFFFFF)
-
-
-def gpu_available():
-    """True when CuPy imports and sees at least one CUDA device."""
-    try:
-        import cupy
-        return cupy.cuda.runtime.getDeviceCount() > 0
-    except Exception:  # no CuPy, no driver, no device: all mean "CPU only"
-        return False

@@ -47,7 +47,7 @@ import numpy as np
 
 import cupy_core
 from . import stats
-from ._cuda import gpu_available
+from .device import gpu_available, gpu_status
 from .conventions import pixel_corners
 from .io import write_json_atomic
 
@@ -230,6 +230,8 @@ def _units(shape, channels):
 
 
 class SpeedRun:
+    gpu_frames = GPU_FRAMES   # timed GPU frames per configuration (gpu_check sets its own)
+
     def __init__(self, backends, quick, budget, log, dims=(2, 3)):
         self.backends = backends
         self.quick = quick
@@ -328,11 +330,19 @@ class SpeedRun:
                 rec.update(timing="time.perf_counter", memory="tracemalloc (one untimed frame)")
             else:
                 import cupy
-                fn()
                 fn()   # the first call compiles the kernels
                 cupy.cuda.Device().synchronize()
+                t0 = time.perf_counter()
+                fn()
+                cupy.cuda.Device().synchronize()
+                second = time.perf_counter() - t0
                 peak = _gpu_frame_memory(fn)
-                frames = GPU_FRAMES
+                frames = self.gpu_frames
+                if second * frames > budget:
+                    frames = max(1, int(budget // second))
+                    rec["note"] = (f"{frames} timed frame(s), not {self.gpu_frames}: the "
+                                   f"second warm-up frame took {second:.2f} s and the "
+                                   f"budget of one configuration is {budget:.0f} s")
                 times = _gpu_times(fn, frames)
                 rec.update(timing="CUDA events", memory="CuPy memory pool hook (one untimed frame)")
         except NotImplementedError as e:
@@ -694,7 +704,8 @@ def write_markdown(path, records, quality, meta):
          "* GPU: **none: this run had no GPU**, so every number below is the NumPy path. "
          "The GPU path of the bench (CUDA-event timing, memory-pool peaks, the bandwidth "
          "floor of DESIGN.md 11) is ready: on a machine with CuPy and a CUDA device, "
-         "`python build.py bench --backends gpu --merge` adds its records to these.",
+         "`python build.py gpu-check --out DIR` runs it with that machine's own Python "
+         "and CuPy (the GPU check section below).",
          "", "Reproduce: `python build.py bench` (full, about 30 minutes on two cores), "
          "`python build.py bench --quick` (a subset, under five minutes; writes "
          "benchmarks/quick/). Options: `python -m cupy_core.bench --help`.", "",
@@ -775,7 +786,8 @@ def write_markdown(path, records, quality, meta):
         L += quality_tables(quality)
         L += ["![convergence](benchmarks/convergence.png)" if meta.get("root_md")
               else "![convergence](convergence.png)", ""]
-    Path(path).write_text("\n".join(L))
+    from .gpu_check import carry_section   # a CPU rerun keeps the GPU check's section
+    Path(path).write_text(carry_section(path, "\n".join(L)))
 
 
 # ----------------------------------------------------------------------------- main
@@ -819,7 +831,7 @@ def main(argv=None):
         except KeyError as e:
             ap.error(f"unknown backend {e.args[0]!r}: use numpy and/or gpu")
         if "cupy" in backends and not gpu_available():
-            ap.error("--backends gpu, but CuPy with a CUDA device is not available")
+            ap.error(f"--backends gpu, but the {gpu_status().summary()}")
 
     try:
         dims = tuple(sorted({int(d) for d in args.dims.split(",") if d.strip()}))

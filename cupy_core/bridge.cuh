@@ -6,6 +6,7 @@
 // Per-source sums are accumulated in 64-bit fixed point: integer atomics are
 // associative, so a seed gives the same bits whatever the thread order.
 #pragma once
+#include "launch.cuh"
 #include "philox.cuh"
 
 #define S_SCALE 4294967296.0       // 2^32: areas, up to 2^31 per source
@@ -114,32 +115,33 @@ __device__ void bridge_gather(const Geom& g, long long p, const unsigned long lo
 // The five extern "C" kernels of one geometry. GEOM_ARGS / GEOM_INIT: the geometry's
 // kernel parameters and how to build the Geom from them.
 #define BRIDGE_KERNELS(PREFIX, GEOM, GEOM_ARGS, GEOM_INIT)                                   \
-extern "C" __global__ void PREFIX##_sum_weights(GEOM_ARGS, long long n,                     \
+extern "C" __global__ void PREFIX##_sum_weights(long long start, long long n, GEOM_ARGS,    \
                                                  unsigned long long* S_fx) {                 \
-    long long p = (long long)blockIdx.x * blockDim.x + threadIdx.x;                         \
+    long long p = item_index(start);                                                         \
     if (p >= n) return;                                                                      \
     GEOM g = GEOM_INIT;                                                                      \
     bridge_sum_weights(g, p, S_fx);                                                          \
 }                                                                                            \
-extern "C" __global__ void PREFIX##_sum_pieces(GEOM_ARGS, long long n,                      \
+extern "C" __global__ void PREFIX##_sum_pieces(long long start, long long n, GEOM_ARGS,     \
                                                 const unsigned long long* S_fx,              \
                                                 unsigned long long* T_fx, BridgeKey key) {   \
-    long long p = (long long)blockIdx.x * blockDim.x + threadIdx.x;                         \
+    long long p = item_index(start);                                                         \
     if (p >= n) return;                                                                      \
     GEOM g = GEOM_INIT;                                                                      \
     bridge_sum_pieces(g, p, S_fx, T_fx, key);                                                \
 }                                                                                            \
-extern "C" __global__ void PREFIX##_remainder(long long n_source, const float* prior,       \
+extern "C" __global__ void PREFIX##_remainder(long long start, long long n_source,         \
+                                               const float* prior,                           \
                                                const unsigned long long* S_fx,               \
                                                unsigned long long* T_fx, BridgeKey key) {    \
-    long long k = (long long)blockIdx.x * blockDim.x + threadIdx.x;                         \
+    long long k = item_index(start);                                                         \
     if (k >= n_source) return;                                                               \
     bridge_remainder(k, prior, S_fx, T_fx, key);                                             \
 }                                                                                            \
-extern "C" __global__ void PREFIX##_gather(GEOM_ARGS, long long n,                          \
+extern "C" __global__ void PREFIX##_gather(long long start, long long n, GEOM_ARGS,         \
                                             const unsigned long long* S_fx, const double* D, \
                                             float* out, BridgeKey key) {                     \
-    long long p = (long long)blockIdx.x * blockDim.x + threadIdx.x;                         \
+    long long p = item_index(start);                                                         \
     if (p >= n) return;                                                                      \
     GEOM g = GEOM_INIT;                                                                      \
     bridge_gather(g, p, S_fx, D, out, key);                                                  \

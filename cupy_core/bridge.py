@@ -93,26 +93,34 @@ def bridge_numpy(prior, target, source, weight, n_target, normalise_all, seed, f
     return gather(target, source, a, Z, D, n_target, channels, seed, frame).T
 
 
+# The key the bridge kernels take by value (struct BridgeKey of bridge.cuh).
+KEY_FIELDS = [("k0", "<u4"), ("k1", "<u4"), ("frame", "<u4"), ("channels", "<i4"),
+              ("normalise_all", "<i4")]
+# Relative cost of one target-channel of each geometry, for the launch split
+# (_cuda.launch): about the pieces a target has times the work to find one.
+GEOMETRY_COST = {"grid2d": 8, "particle2d": 2, "grid3d": 64, "particle3d": 4}
+
+
 def bridge_cupy(cu_file, prefix, geom_args, prior, n_target, normalise_all, seed, frame):
     """The same four passes on the GPU, launching ``PREFIX_*`` kernels of ``cu_file``.
 
-    ``geom_args``: the geometry's leading kernel arguments (GEOM_ARGS in the .cu file);
+    ``geom_args``: the geometry's kernel arguments (GEOM_ARGS in the .cu file);
     ``prior``: CuPy ``(n_source, C)`` float32. Returns CuPy ``(n_target, C)`` float32.
     """
     import cupy
-    from ._cuda import launch, i64
+    from ._cuda import launch, struct
 
     n_source, channels = prior.shape
     k0, k1 = rng.seed_key(seed)
-    key = np.array([(k0, k1, rng.frame_word(frame), channels, int(normalise_all))],
-                   dtype=np.dtype([("k0", "<u4"), ("k1", "<u4"), ("frame", "<u4"),
-                                   ("channels", "<i4"), ("normalise_all", "<i4")]))
+    key = struct(KEY_FIELDS, (k0, k1, rng.frame_word(frame), channels, int(normalise_all)))
     S = cupy.zeros(n_source, dtype=cupy.uint64)
     T = cupy.zeros((n_source, channels), dtype=cupy.uint64)  # becomes D in place
     out = cupy.empty((n_target, channels), dtype=cupy.float32)
-    n = i64(n_target)
-    launch(cu_file, f"{prefix}_sum_weights", n_target, geom_args + (n, S))
-    launch(cu_file, f"{prefix}_sum_pieces", n_target, geom_args + (n, S, T, key[0]))
-    launch(cu_file, f"{prefix}_remainder", n_source, (i64(n_source), prior, S, T, key[0]))
-    launch(cu_file, f"{prefix}_gather", n_target, geom_args + (n, S, T, out, key[0]))
+    cost = GEOMETRY_COST.get(prefix, 64)
+    launch(cu_file, f"{prefix}_sum_weights", n_target, geom_args + (S,), cost=cost)
+    launch(cu_file, f"{prefix}_sum_pieces", n_target, geom_args + (S, T, key),
+           cost=cost * channels)
+    launch(cu_file, f"{prefix}_remainder", n_source, (prior, S, T, key), cost=channels)
+    launch(cu_file, f"{prefix}_gather", n_target, geom_args + (S, T, out, key),
+           cost=cost * channels)
     return out

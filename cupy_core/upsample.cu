@@ -7,6 +7,7 @@
 //   upsample_offsets (per source): off_k = X_k / N - mean of the N^2 draws u_s of k
 //   upsample_gather  (per target): Y_p = sum over sub-pixel centres in R_p of
 //                                  (u_s + off_k) / sqrt(count), fresh noise if none
+#include "launch.cuh"
 #include "philox.cuh"
 #include "quad2d.cuh"
 
@@ -26,9 +27,9 @@ __device__ __forceinline__ long long up_col(double x, double Ws, double n, long 
 }
 
 // Pass 1 (per source): off_k[c] = X_k[c] / N - (sum of the N^2 draws) / N^2.
-extern "C" __global__ void upsample_offsets(long long n_source, const float* prior,
-                                            double* off, UpKey key) {
-    long long k = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+extern "C" __global__ void upsample_offsets(long long start, long long n_source,
+                                            const float* prior, double* off, UpKey key) {
+    long long k = item_index(start);
     if (k >= n_source) return;
     const int C = key.channels;
     const unsigned int nn = (unsigned int)key.factor * (unsigned int)key.factor;
@@ -46,11 +47,11 @@ extern "C" __global__ void upsample_offsets(long long n_source, const float* pri
 }
 
 // Pass 2 (per target): the sub-pixel centres inside the warped quad, row by row.
-extern "C" __global__ void upsample_gather(const double* corners, const unsigned char* valid,
+extern "C" __global__ void upsample_gather(long long start, long long n,
+                                           const double* corners, const unsigned char* valid,
                                            long long H, long long W, long long Hs, long long Ws,
-                                           long long n, const double* off, float* out,
-                                           UpKey key) {
-    long long p = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+                                           const double* off, float* out, UpKey key) {
+    long long p = item_index(start);
     if (p >= n) return;
     const int C = key.channels;
     const long long N = key.factor;

@@ -238,22 +238,26 @@ def upsample_numpy(prior, corners, source_shape, factor, valid, seed, frame):
     return out.T
 
 
+# The key the kernels take by value (struct UpKey of upsample.cu).
+KEY_FIELDS = [("k0", "<u4"), ("k1", "<u4"), ("frame", "<u4"), ("channels", "<i4"),
+              ("factor", "<i4")]
+
+
 def upsample_cupy(prior, corners, valid, source_shape, factor, seed, frame):
     """The same on the GPU: ``upsample_offsets`` per source, ``upsample_gather`` per
     target. ``prior``: CuPy (Ns, C) float32; returns CuPy (n_target, C) float32."""
     import cupy
-    from ._cuda import launch, i64
+    from ._cuda import launch, i64, struct
 
     n_source, channels = prior.shape
     h, w = corners.shape[0] - 1, corners.shape[1] - 1
     k0, k1 = rng.seed_key(seed)
-    key = np.array([(k0, k1, rng.frame_word(frame), channels, factor)],
-                   dtype=np.dtype([("k0", "<u4"), ("k1", "<u4"), ("frame", "<u4"),
-                                   ("channels", "<i4"), ("factor", "<i4")]))
+    key = struct(KEY_FIELDS, (k0, k1, rng.frame_word(frame), channels, factor))
     off = cupy.empty((n_source, channels), dtype=cupy.float64)
     out = cupy.empty((h * w, channels), dtype=cupy.float32)
-    launch("upsample.cu", "upsample_offsets", n_source, (i64(n_source), prior, off, key[0]))
+    cost = channels * factor * factor   # draws per item
+    launch("upsample.cu", "upsample_offsets", n_source, (prior, off, key), cost=cost)
     launch("upsample.cu", "upsample_gather", h * w,
            (corners, valid, i64(h), i64(w), i64(source_shape[0]), i64(source_shape[1]),
-            i64(h * w), off, out, key[0]))
+            off, out, key), cost=2 * cost)
     return out

@@ -14,7 +14,8 @@ from .particle2d import particle2d_pieces
 from .particle3d import particle3d_pieces
 from .upsample import check_factor, upsample_cupy, upsample_numpy, upsample_pieces
 from .white import white_noise
-from ._cuda import gpu_available, i64
+from ._cuda import i64
+from .device import use_gpu
 
 
 def _geometry(method, positions, at):
@@ -65,7 +66,7 @@ def _upsample(prior, positions, at, factor, seed, frame, source_shape, target_sh
         out = upsample_numpy(flat, corners, source_shape, factor, valid, seed, frame)
         return out.astype(np.float32).reshape(target_shape + (channels,))
     valid_arg = (xp.ascontiguousarray(valid, dtype=xp.uint8) if valid is not None
-                 else np.uint64(0))  # a null pointer
+                 else None)  # a null pointer
     flat = xp.ascontiguousarray(prior.reshape(-1, channels), dtype=xp.float32)
     out = upsample_cupy(flat, xp.ascontiguousarray(corners), valid_arg, source_shape, factor,
                         seed, frame)
@@ -112,7 +113,7 @@ def _bridge(prior, geom, valid, method, source_shape, target_shape, channels, se
         out = bridge.bridge_numpy(flat, t, s, w, n_target, normalise_all, seed, frame)
         return out.astype(np.float32).reshape(target_shape + (channels,))
     valid_arg = (xp.ascontiguousarray(xp.asarray(valid), dtype=xp.uint8) if valid is not None
-                 else np.uint64(0))  # a null pointer
+                 else None)  # a null pointer
     # Geometry arguments: positions, valid, the target's then the source's shape.
     geom_args = ((xp.ascontiguousarray(geom), valid_arg)
                  + tuple(i64(n) for n in target_shape) + tuple(i64(n) for n in source_shape))
@@ -151,18 +152,15 @@ def partition_record(positions, source_shape, *, method="grid", at="corners", fa
 class NoiseWarper:
     """Carries one noise field through a sequence of backward maps.
 
-    ``device``: ``"auto"`` (GPU when CuPy sees one, else CPU), ``"cpu"`` or ``"gpu"``.
+    ``device``: ``"auto"`` (the GPU when the probe of ``cupy_core.device`` passes, else
+    the CPU with one warning naming why), ``"cpu"`` or ``"gpu"`` (``GpuUnavailableError``
+    when it cannot run).
     ``frame``: the number of the first frame (Blender scenes often start at 1).
     """
 
     def __init__(self, shape, channels, *, method="grid", seed=0, device="auto", frame=0,
                  factor=None):
-        if device not in ("auto", "cpu", "gpu"):
-            raise ValueError(f"device must be 'auto', 'cpu' or 'gpu', got {device!r}")
-        if device == "gpu" and not gpu_available():
-            raise ValueError("device='gpu' but CuPy with a CUDA device is not available")
-        use_gpu = device == "gpu" or (device == "auto" and gpu_available())
-        if use_gpu:
+        if use_gpu(device):
             import cupy
             self.xp = cupy
         else:

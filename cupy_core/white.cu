@@ -1,10 +1,12 @@
 // Fresh white noise: one Philox block per cell and group of four channels.
 // white.py is the NumPy reference.
+#include "launch.cuh"
 #include "philox.cuh"
 
-extern "C" __global__ void white_noise(long long n, int channels, unsigned int frame,
-                                       unsigned int k0, unsigned int k1, float* out) {
-    long long idx = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+extern "C" __global__ void white_noise(long long start, long long n, int channels,
+                                       unsigned int frame, unsigned int k0, unsigned int k1,
+                                       float* out) {
+    long long idx = item_index(start);
     if (idx >= n) return;
     for (int c0 = 0; c0 < channels; c0 += 4) {
         double z[4];

@@ -5,7 +5,7 @@ NumPy reference and launcher of ``white.cu``.
 import numpy as np
 
 from . import rng
-from ._cuda import launch, i64, u32
+from ._cuda import launch, u32
 from .conventions import COUNTER_LIMIT
 
 
@@ -28,5 +28,6 @@ def white_noise(shape, channels, *, seed=0, frame=0, xp=np):
         return z.astype(np.float32).reshape(shape + (channels,))
     out = xp.empty(shape + (channels,), dtype=xp.float32)
     launch("white.cu", "white_noise", n,
-           (i64(n), np.int32(channels), u32(rng.frame_word(frame)), u32(k0), u32(k1), out))
+           (np.int32(channels), u32(rng.frame_word(frame)), u32(k0), u32(k1), out),
+           cost=channels)
     return out

@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 
 import cupy_core
-from cupy_core._cuda import gpu_available
+from cupy_core.device import gpu_available, gpu_status
 from checks import assert_gpu_matches_cpu
 from maps import centers3, corners3, fold3, swirl3
 
 if not gpu_available():
-    pytest.skip("no GPU: CuPy is not installed or sees no CUDA device", allow_module_level=True)
+    pytest.skip(f"no GPU: {gpu_status().summary()}", allow_module_level=True)
 
 import cupy  # noqa: E402
 

@@ -34,11 +34,13 @@ TOL = 1e-5
 CHANNELS = [1, 3, 4, 16, 17, 20]   # around GATHER_CHUNK = 16 and the groups of four
 
 
-@pytest.fixture(scope="module")
-def cp():
+# Both CuPy versions users have: 13.6 (Blender's NumPy 1.26) and 14 take kernel
+# arguments by different rules (cuda_emulation/emulate.py).
+@pytest.fixture(scope="module", params=["13.6.0", "14.0.1"], ids=["cupy13", "cupy14"])
+def cp(request):
     """The fake CuPy, installed for this module's tests; sys.modules["cupy"] and
     cupy_core._cuda's RawModule cache are restored afterwards."""
-    with fake_cupy.installed() as mod:
+    with fake_cupy.installed(version=request.param) as mod:
         yield mod
 
 
@@ -226,7 +228,7 @@ def probe(cp):
 
 
 def _run(cp, kernel, n, *args):
-    kernel(((n + 255) // 256,), (256,), (np.int64(n),) + args)
+    kernel(((n + 255) // 256,), (256,), (np.int64(0), np.int64(n)) + args)
 
 
 @pytest.mark.parametrize("seed", [0, 1, 0xDEADBEEF_0BADF00D])
@@ -302,15 +304,17 @@ def test_launch_arguments_are_checked(cp, probe):
     k = probe.get_function("probe_philox")
     ctr = cp.zeros((4, 4), np.uint32)
     out = cp.zeros((4, 4), np.uint32)
-    ok = (np.int64(4), ctr, np.uint32(1), np.uint32(2), out)
+    ok = (np.int64(0), np.int64(4), ctr, np.uint32(1), np.uint32(2), out)
     k((1,), (32,), ok)
     bad = {
-        "host array": (np.int64(4), np.zeros((4, 4), np.uint32), np.uint32(1), np.uint32(2), out),
-        "int32 for long long": (np.int32(4), ctr, np.uint32(1), np.uint32(2), out),
-        "wrong pointee dtype": (np.int64(4), cp.zeros((4, 4), np.float64), np.uint32(1), np.uint32(2), out),
-        "non-contiguous": (np.int64(4), cp.zeros((4, 8), np.uint32)[:, ::2], np.uint32(1), np.uint32(2), out),
-        "float for unsigned int": (np.int64(4), ctr, np.float32(1), np.uint32(2), out),
-        "too few": (np.int64(4), ctr, np.uint32(1), out),
+        "host array": (np.int64(0), np.int64(4), np.zeros((4, 4), np.uint32), np.uint32(1), np.uint32(2), out),
+        "int32 for long long": (np.int64(0), np.int32(4), ctr, np.uint32(1), np.uint32(2), out),
+        "wrong pointee dtype": (np.int64(0), np.int64(4), cp.zeros((4, 4), np.float64), np.uint32(1), np.uint32(2), out),
+        "non-contiguous": (np.int64(0), np.int64(4), cp.zeros((4, 8), np.uint32)[:, ::2], np.uint32(1), np.uint32(2), out),
+        "float for unsigned int": (np.int64(0), np.int64(4), ctr, np.float32(1), np.uint32(2), out),
+        "too few": (np.int64(0), np.int64(4), ctr, np.uint32(1), out),
+        "host array of size 1 for a pointer": (np.int64(0), np.int64(4), ctr, np.uint32(1),
+                                               np.uint32(2), np.zeros(1, np.uint32)),
     }
     for what, args in bad.items():
         with pytest.raises(emulate.EmulationError):
@@ -323,7 +327,7 @@ def test_out_of_bounds_write_is_caught(cp, probe):
     ctr = cp.zeros((8, 4), np.uint32)
     out = cp.zeros((4, 4), np.uint32)   # n = 8 rows written into 4
     with pytest.raises(emulate.EmulationError, match="outside"):
-        k((1,), (32,), (np.int64(8), ctr, np.uint32(1), np.uint32(2), out))
+        k((1,), (32,), (np.int64(0), np.int64(8), ctr, np.uint32(1), np.uint32(2), out))
 
 
 def test_fixture_restores_cupy_and_cache():
@@ -335,3 +339,62 @@ def test_fixture_restores_cupy_and_cache():
         assert "white.cu" in _cuda._modules
     assert sys.modules.get("cupy") is before
     assert _cuda._modules == cache
+
+
+# ----------------------------------------------------------------------------- CuPy 13 and 14
+
+def _key(**values):
+    from cupy_core.bridge import KEY_FIELDS
+    return _cuda.struct(KEY_FIELDS, tuple(values[name] for name, _ in KEY_FIELDS))
+
+
+def test_struct_argument_by_version(cp, probe):
+    """A struct goes by value as a size-1 array under both CuPy versions; the
+    structured scalar ``key[0]`` (what the launchers passed before) works on CuPy 14
+    only: CuPy 13.6 raises TypeError('Unsupported type'), which killed GPU bakes at
+    their first warped frame."""
+    key = _key(k0=0xDEADBEEF, k1=7, frame=3, channels=19, normalise_all=1)
+    out = cp.zeros(5, np.uint32)
+    _run(cp, probe.get_function("probe_key"), 1, key, out)
+    assert out.get().tolist() == [0xDEADBEEF, 7, 3, 19, 1]
+    if cp.__version__.startswith("13"):
+        with pytest.raises(TypeError, match="Unsupported type"):
+            _run(cp, probe.get_function("probe_key"), 1, key[0], out)
+    else:
+        out[...] = 0
+        _run(cp, probe.get_function("probe_key"), 1, key[0], out)
+        assert out.get().tolist() == [0xDEADBEEF, 7, 3, 19, 1]
+
+
+def test_scalar_arguments_by_version(cp, probe):
+    """What each CuPy makes of Python numbers and host arrays: CuPy 13 turns a bool
+    into int64 (bool is an int there), CuPy 14 keeps it a bool; both refuse a host
+    array of more than one element and take one of size one by value."""
+    k = probe.get_function("probe_philox")
+    ctr, out = cp.zeros((4, 4), np.uint32), cp.zeros((4, 4), np.uint32)
+    k((1,), (32,), (0, 4, ctr, np.uint32(1), np.uint32(2), out))       # ints -> long long
+    k((1,), (32,), (np.zeros(1, np.int64), 4, ctr, np.array([1], np.uint32), np.uint32(2), out))
+    with pytest.raises(TypeError, match="size one"):
+        k((1,), (32,), (np.zeros(2, np.int64), 4, ctr, np.uint32(1), np.uint32(2), out))
+    with pytest.raises(emulate.EmulationError, match="bool|bytes"):
+        k((1,), (32,), (0, 4, ctr, True, np.uint32(2), out))       # 8 or 1 bytes, not 4
+
+
+def test_launches_split_into_chunks_same_bits(cp, monkeypatch):
+    """A pass split into many launches (a display GPU kills long ones) gives the
+    same bits as one launch: every kernel takes the start of its chunk."""
+    prior = cp.asarray(_prior((40, 50), 5, 3))
+    pos = cp.asarray(fold(corners(36, 44), 44, 2.5, 4.0))
+    whole = {m: cupy_core.warp(prior, pos, method=m, seed=4).get() for m in ("grid", "particle")}
+    whole["upsample"] = cupy_core.warp(prior, pos, method="upsample", factor=3, seed=4).get()
+    white = cupy_core.white_noise((33, 31), 6, seed=2, xp=cp).get()
+    _cuda._modules.clear()
+    monkeypatch.setattr(_cuda, "LAUNCH_WORK", 1)      # one block of THREADS per launch
+    for m in ("grid", "particle", "upsample"):
+        got = cupy_core.warp(prior, pos, method=m, seed=4,
+                             factor=3 if m == "upsample" else None).get()
+        np.testing.assert_array_equal(got, whole[m])
+    np.testing.assert_array_equal(cupy_core.white_noise((33, 31), 6, seed=2, xp=cp).get(), white)
+    gather = _cuda._modules["grid2d.cu"].get_function("grid2d_gather")
+    assert gather.launches == -(-36 * 44 // _cuda.THREADS)   # one launch per block
+    assert _cuda._modules["white.cu"].get_function("white_noise").launches == -(-33 * 31 // _cuda.THREADS)

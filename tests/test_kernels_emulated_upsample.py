@@ -24,9 +24,11 @@ if not emulate.compiler_available():
 TOL = 1e-5
 
 
-@pytest.fixture(scope="module")
-def cp():
-    with fake_cupy.installed() as mod:
+# Both CuPy versions users have: 13.6 (Blender's NumPy 1.26) and 14 take kernel
+# arguments by different rules (cuda_emulation/emulate.py).
+@pytest.fixture(scope="module", params=["13.6.0", "14.0.1"], ids=["cupy13", "cupy14"])
+def cp(request):
+    with fake_cupy.installed(version=request.param) as mod:
         yield mod
 
 
@@ -58,12 +60,9 @@ def test_offsets_kernel_matches_reference(cp):
     prior = _prior((5, 6), 6, 0)
     flat = prior.reshape(-1, 6)
     factor, seed, frame = 5, 11, 3
-    key = np.array([(*cupy_core.rng.seed_key(seed), frame, 6, factor)],
-                   dtype=np.dtype([("k0", "<u4"), ("k1", "<u4"), ("frame", "<u4"),
-                                   ("channels", "<i4"), ("factor", "<i4")]))
+    key = _cuda.struct(upsample.KEY_FIELDS, (*cupy_core.rng.seed_key(seed), frame, 6, factor))
     off = cp.empty((30, 6), np.float64)
-    _cuda.launch("upsample.cu", "upsample_offsets", 30,
-                 (np.int64(30), cp.asarray(flat), off, key[0]))
+    _cuda.launch("upsample.cu", "upsample_offsets", 30, (cp.asarray(flat), off, key))
     ref = upsample.offsets(flat.T.astype(np.float64), np.arange(30), factor, seed, frame)
     np.testing.assert_allclose(off.get(), ref.T, rtol=0, atol=1e-12)
 

@@ -9,7 +9,7 @@ surface``. CAMERA.json: see ``cupy_core/surface/camera.py`` (README "Camera JSON
 import argparse
 from pathlib import Path
 
-from .._cli import array_module_for, print_summary, run_command
+from .._cli import add_device_option, array_module_for, print_summary, run_command
 
 
 def build_parser():
@@ -40,7 +40,7 @@ def build_parser():
                         "default camera)")
     p.add_argument("--preview", action="store_true")
     p.add_argument("--no-resume", action="store_true")
-    p.add_argument("--gpu", action="store_true", help="warp with CuPy on the GPU")
+    add_device_option(p)
     p.add_argument("-q", "--quiet", action="store_true")
     return p
 
@@ -64,7 +64,7 @@ def run(args):
     seq = load_mesh_sequence(args.meshes)
     cams = load_cameras(args.camera, len(seq))
     shape = cams[0].shape
-    xp = array_module_for(args.gpu)
+    xp = array_module_for(args.device)
     source = {"meshes": [str(Path(f).resolve()) for f in sequence_files(args.meshes)],
               "camera": str(Path(args.camera).resolve()), "route": "trimesh rays"}
     common = dict(shape=shape, method=args.method, seed=args.seed, channels=args.channels,

@@ -12,13 +12,18 @@ memory-model effects of real concurrency.
 
 The module objects mimic CuPy closely enough for ``cupy_core._cuda`` to use them as
 ``cupy.RawModule``: ``EmulatedModule(code=..., options=...).get_function(name)`` returns
-an ``EmulatedKernel`` called as ``kernel(grid, block, args)``. Arguments are checked
-against the parsed kernel signature more strictly than CuPy does (CuPy copies the
-bytes of each argument and trusts them): a pointer parameter takes a C-contiguous
-array of the matching dtype (an array of another type of the same size is accepted
-and recorded in ``module.reinterpretations``) or the integer 0, a null pointer; a
-scalar parameter takes a NumPy scalar of the same size and kind; a struct parameter
-a NumPy structured scalar whose fields match the C struct's names and offsets.
+an ``EmulatedKernel`` called as ``kernel(grid, block, args)``. Arguments go through
+two checks. First the argument rules of the CuPy version emulated (``cupy_rules``,
+"13" or "14", from ``cupy/cuda/function.pyx``): what that CuPy refuses raises
+``UnsupportedArgument`` (a TypeError, as there): CuPy 13 takes device arrays, None,
+host arrays of size one (by value), the basic NumPy scalar types and Python numbers,
+and refuses a structured scalar (``numpy.void``); CuPy 14 also takes any NumPy scalar
+under 32 bytes. Then the kernel's signature, more strictly than CuPy does (it copies
+the bytes and trusts them): a pointer parameter takes a C-contiguous device array of
+the matching dtype (one of another type of the same size is accepted and recorded in
+``module.reinterpretations``) or a null pointer; a scalar parameter a value of the
+same size and kind; a struct parameter a structured value whose fields match the C
+struct's names and offsets.
 
 Use:  ``EmulatedModule(code=cupy_core._cuda.source("grid2d.cu"))``.
 """
@@ -67,6 +72,17 @@ _lock = threading.Lock()
 
 class EmulationError(RuntimeError):
     """The source cannot be emulated, or a launch does not match the kernel."""
+
+
+class UnsupportedArgument(EmulationError, TypeError):
+    """An argument the emulated CuPy version itself refuses (a TypeError there)."""
+
+
+# The argument rules of the CuPy versions users have: "13" (13.6, what Blender's
+# NumPy 1.26 allows) and "14" (NumPy 2).
+CUPY_RULES = ("13", "14")
+# The scalar types CuPy 13 passes as they are ('?bhilqBHILQefdFD').
+CUPY13_SCALARS = frozenset(np.dtype(c).type for c in "?bhilqBHILQefdFD")
 
 
 def compiler_available():
@@ -305,59 +321,104 @@ class EmulatedKernel:
     def _pack(self, i, arg, keep, arrays):
         p = self.params[i]
         size = self.sizes[i]
-        if isinstance(arg, np.ndarray):
+        dev = self.module.device_array_type
+        if arg is None:   # both CuPy versions pass None as a null pointer
             if not p.is_pointer:
-                self._fail(i, "an array was passed to a non-pointer parameter")
-            dev = self.module.device_array_type
-            if dev is not None and not isinstance(arg, dev):
+                self._fail(i, "None (a null pointer) passed to a non-pointer parameter")
+            return self._null(keep)
+        # Without a device array type every array is device memory to a pointer.
+        on_device = isinstance(arg, dev) if dev is not None else p.is_pointer
+        if isinstance(arg, np.ndarray) and on_device:
+            return self._pointer(i, arg, keep, arrays)
+        if isinstance(arg, np.ndarray):
+            # A host array: CuPy passes its bytes by value, if it has one element.
+            if p.is_pointer:
                 self._fail(i, f"a host array ({type(arg).__module__}.{type(arg).__name__}) "
                               f"cannot be passed to a GPU kernel")
-            if not arg.flags.c_contiguous:
-                self._fail(i, "array is not C-contiguous (the kernel indexes it as if it were)")
-            if p.dtype is not None and arg.dtype != np.dtype(p.dtype):
-                if arg.dtype.itemsize != np.dtype(p.dtype).itemsize:
-                    self._fail(i, f"array dtype {arg.dtype} does not match {p.base}")
-                # Same size, other type: a deliberate reuse of a buffer (bridge.cuh
-                # writes the doubles D over the uint64 sums T). Allowed, but recorded
-                # so that tests can pin down exactly which ones happen.
-                self.module.reinterpretations.add((self.name, p.name, str(arg.dtype), p.base))
-            if not p.const_pointee and not arg.flags.writeable:
-                self._fail(i, "read-only array passed to a non-const pointer")
-            arrays.append(arg)
-            buf = ctypes.c_void_p(arg.ctypes.data if arg.size else 0)
-            keep.append(buf)
-            return ctypes.cast(ctypes.pointer(buf), ctypes.c_void_p)
-        # Scalars, as CuPy converts them: Python int -> long long, float -> double.
-        if isinstance(arg, bool):
-            arg = np.bool_(arg)
-        elif isinstance(arg, int):
-            arg = np.int64(arg)
-        elif isinstance(arg, float):
-            arg = np.float64(arg)
-        if not isinstance(arg, np.generic):
-            self._fail(i, f"unsupported argument type {type(arg).__name__}")
-        if p.is_pointer:
-            if arg.dtype.kind in "iu" and arg.dtype.itemsize == 8 and int(arg) == 0:
-                buf = ctypes.c_void_p(0)  # null pointer
-                keep.append(buf)
-                return ctypes.cast(ctypes.pointer(buf), ctypes.c_void_p)
-            self._fail(i, f"scalar {arg!r} passed to a pointer parameter (only a 64-bit 0, "
-                          f"a null pointer, is meaningful)")
-        if arg.dtype.itemsize != size:
-            self._fail(i, f"{arg.dtype} scalar has {arg.dtype.itemsize} bytes, the parameter "
+            if arg.size != 1:
+                self._reject(i, f"a numpy.ndarray of shape {arg.shape} as a kernel parameter: "
+                                f"only numpy.ndarrays of size one can be passed by value")
+            value_dtype, data = arg.dtype, np.ascontiguousarray(arg).tobytes()
+        else:
+            value = self._scalar(i, arg)
+            value_dtype, data = value.dtype, value.tobytes()
+            if p.is_pointer:
+                if value.dtype.kind in "iu" and value.dtype.itemsize == 8 and int(value) == 0:
+                    return self._null(keep)
+                self._fail(i, f"scalar {arg!r} passed to a pointer parameter (only None or a "
+                              f"64-bit 0, a null pointer, is meaningful)")
+        if value_dtype.itemsize != size:
+            self._fail(i, f"{value_dtype} value has {value_dtype.itemsize} bytes, the parameter "
                           f"{size}: the GPU would read the wrong bytes")
         if p.is_struct:
-            if arg.dtype.names is None:
-                self._fail(i, f"struct parameter needs a NumPy structured scalar, got {arg.dtype}")
-            self._check_struct(i, p.base, arg.dtype)
+            if value_dtype.names is None:
+                self._fail(i, f"struct parameter needs a structured value, got {value_dtype}")
+            self._check_struct(i, p.base, value_dtype)
         else:
             want = np.dtype(p.dtype)
             kind = lambda d: "int" if d.kind in "iu" else d.kind
-            if kind(arg.dtype) != kind(want):
-                self._fail(i, f"{arg.dtype} scalar passed to {p.base}")
-        buf = ctypes.create_string_buffer(arg.tobytes(), max(size, 1))
+            if kind(value_dtype) != kind(want):
+                self._fail(i, f"{value_dtype} value passed to {p.base}")
+        buf = ctypes.create_string_buffer(data, max(size, 1))
         keep.append(buf)
         return ctypes.cast(buf, ctypes.c_void_p)
+
+    @staticmethod
+    def _null(keep):
+        buf = ctypes.c_void_p(0)
+        keep.append(buf)
+        return ctypes.cast(ctypes.pointer(buf), ctypes.c_void_p)
+
+    def _pointer(self, i, arg, keep, arrays):
+        p = self.params[i]
+        if not p.is_pointer:
+            self._fail(i, "an array was passed to a non-pointer parameter")
+        if not arg.flags.c_contiguous:
+            self._fail(i, "array is not C-contiguous (the kernel indexes it as if it were)")
+        if p.dtype is not None and arg.dtype != np.dtype(p.dtype):
+            if arg.dtype.itemsize != np.dtype(p.dtype).itemsize:
+                self._fail(i, f"array dtype {arg.dtype} does not match {p.base}")
+            # Same size, other type: a deliberate reuse of a buffer (bridge.cuh
+            # writes the doubles D over the uint64 sums T). Allowed, but recorded
+            # so that tests can pin down exactly which ones happen.
+            self.module.reinterpretations.add((self.name, p.name, str(arg.dtype), p.base))
+        if not p.const_pointee and not arg.flags.writeable:
+            self._fail(i, "read-only array passed to a non-const pointer")
+        arrays.append(arg)
+        buf = ctypes.c_void_p(arg.ctypes.data if arg.size else 0)
+        keep.append(buf)
+        return ctypes.cast(ctypes.pointer(buf), ctypes.c_void_p)
+
+    def _reject(self, i, msg):
+        p = self.params[i]
+        raise UnsupportedArgument(f"{self.name}: argument {i} ({p!r}): CuPy "
+                                  f"{self.module.cupy_rules} raises TypeError for {msg}")
+
+    def _scalar(self, i, arg):
+        """The NumPy scalar CuPy makes of a non-array argument, by the rules of the CuPy
+        version emulated (``cupy/cuda/function.pyx``, ``_pointer``)."""
+        if self.module.cupy_rules == "13":
+            # CuPy 13: basic NumPy scalar types as they are; Python numbers converted
+            # (bool is an int there, so True becomes int64 1); anything else refused,
+            # numpy.void (a structured scalar) included.
+            if type(arg) in CUPY13_SCALARS:
+                return arg
+            for py, np_type in ((int, np.int64), (float, np.float64), (complex, np.complex128)):
+                if isinstance(arg, py):
+                    return np_type(arg)
+            self._reject(i, f"a {type(arg).__module__}.{type(arg).__name__} "
+                            "('Unsupported type')")
+        # CuPy 14: Python numbers by NumPy's rules, any NumPy scalar (structured too)
+        # that fits CScalar's 32-byte buffer.
+        for py, np_type in ((bool, np.bool_), (int, np.int64), (float, np.float64),
+                            (complex, np.complex128)):
+            if isinstance(arg, py):
+                return np_type(arg)
+        if isinstance(arg, np.generic):
+            if arg.dtype.itemsize >= 32:
+                self._reject(i, f"a {arg.dtype.itemsize}-byte scalar (CScalar holds < 32)")
+            return arg
+        self._reject(i, f"a {type(arg).__module__}.{type(arg).__name__} ('Unsupported type')")
 
     def _check_struct(self, i, sname, dtype):
         fields = self.module.structs.get(sname)
@@ -412,7 +473,10 @@ class EmulatedModule:
     """
 
     def __init__(self, code=None, options=(), *, path=None, device_array_type=None,
-                 after_launch=None, **_ignored):
+                 after_launch=None, cupy_rules="14", **_ignored):
+        if cupy_rules not in CUPY_RULES:
+            raise EmulationError(f"cupy_rules must be one of {CUPY_RULES}, got {cupy_rules!r}")
+        self.cupy_rules = cupy_rules
         if code is None:
             with open(path) as f:
                 code = f.read()

@@ -13,8 +13,10 @@ on the CPU through ``emulate.py``, so cupy_core's GPU path runs unchanged:
   kernel that leaves an output element unwritten shows up; ``cp.empty`` and ``cp.zeros``
   surround each allocation with guard bytes, checked after every kernel launch that
   received the array, so an out-of-bounds write raises instead of corrupting memory.
-* ``cp.RawModule`` is ``emulate.EmulatedModule`` with the checks for device arrays on;
-  ``cp.cuda.runtime.getDeviceCount()`` is 1.
+* ``cp.RawModule`` is ``emulate.EmulatedModule`` with the checks for device arrays on
+  and the kernel-argument rules of the CuPy version emulated (``installed(version=)``);
+  ``cp.cuda.runtime`` answers for one device; ``installed(compile_error=...)`` makes
+  every RawModule fail as CuPy does when NVRTC cannot work.
 
 ``installed()`` puts the module in ``sys.modules["cupy"]`` and empties
 ``cupy_core._cuda._modules`` (its RawModule cache) for the duration, restoring both.
@@ -184,9 +186,23 @@ def get_array_module(*args):
     return _module
 
 
+class CompileException(RuntimeError):
+    """What CuPy raises when NVRTC fails (``cupy.cuda.compiler.CompileException``)."""
+
+
+# What ``installed`` emulates: the CuPy version (its kernel-argument rules) and, when
+# set, the error NVRTC gives (a CuPy whose compiler cannot work on this machine).
+_config = {"version": "14.0.1", "compile_error": None}
+
+
 def RawModule(code=None, path=None, options=(), **kwargs):
+    if _config["compile_error"] is not None:
+        # CuPy compiles when a kernel is first asked for; failing here is the same
+        # moment for cupy_core, which asks right before the first launch.
+        raise CompileException(_config["compile_error"])
     return emulate.EmulatedModule(code=code, path=path, options=options,
-                                  device_array_type=ndarray, after_launch=check_guards)
+                                  device_array_type=ndarray, after_launch=check_guards,
+                                  cupy_rules=_config["version"].split(".")[0])
 
 
 def _make_module():
@@ -198,9 +214,15 @@ def _make_module():
                get_array_module=get_array_module, RawModule=RawModule)
     mod.__dict__.update(own)
     mod.__fake__ = True
-    mod.__version__ = "0.0.0+emulated"
-    runtime = types.SimpleNamespace(getDeviceCount=lambda: 1)
-    mod.cuda = types.SimpleNamespace(runtime=runtime, Device=lambda i=0: _device,
+    mod.__version__ = _config["version"]
+    runtime = types.SimpleNamespace(
+        getDeviceCount=lambda: 1,
+        getDeviceProperties=lambda i: {"name": b"Emulated CUDA device (CPU)",
+                                       "totalGlobalMem": 1 << 30},
+        runtimeGetVersion=lambda: 12080, driverGetVersion=lambda: 13000)
+    compiler = types.SimpleNamespace(CompileException=CompileException)
+    mod.cuda = types.SimpleNamespace(runtime=runtime, compiler=compiler,
+                                     Device=lambda i=0: _device,
                                      get_current_stream=lambda: None)
 
     def __getattr__(name):
@@ -222,22 +244,34 @@ def module():
 
 
 @contextlib.contextmanager
-def installed():
-    """Make ``import cupy`` give the fake module; clear and restore cupy_core's
-    RawModule cache so that no emulated module outlives the block (and no real one
-    is used inside it)."""
-    from cupy_core import _cuda
+def installed(version="14.0.1", compile_error=None):
+    """Make ``import cupy`` give the fake module, emulating CuPy ``version`` (its
+    kernel-argument rules: 13.x or 14.x) and, with ``compile_error``, a CuPy whose
+    NVRTC fails with that message. cupy_core's RawModule cache and GPU probe are
+    emptied for the duration and restored after, so that nothing emulated outlives the
+    block (and nothing real is used inside it)."""
+    from cupy_core import _cuda, device
 
+    if version.split(".")[0] not in emulate.CUPY_RULES:
+        raise ValueError(f"no argument rules for CuPy {version}")
     missing = object()
     saved_mod = sys.modules.get("cupy", missing)
     saved_cache = dict(_cuda._modules)
+    saved_probe = (device._status, device._warned)
+    saved_config = dict(_config)
+    _config.update(version=version, compile_error=compile_error)
+    _module.__version__ = version
     sys.modules["cupy"] = _module
     _cuda._modules.clear()
+    device._status, device._warned = None, False
     try:
         yield _module
     finally:
         _cuda._modules.clear()
         _cuda._modules.update(saved_cache)
+        device._status, device._warned = saved_probe
+        _config.update(saved_config)
+        _module.__version__ = _config["version"]
         if saved_mod is missing:
             sys.modules.pop("cupy", None)
         else:
