@@ -10,6 +10,9 @@
     python build.py kernels               compile the .cu kernels with nvcc, if present
     python build.py bench [--quick]       speed, memory and quality against the upsampling
                                    baseline: benchmarks/, BENCHMARKS.md
+    python build.py gpu-check --out DIR  on a GPU machine, with this Python and its CuPy
+                                   (no venv): GPU tests and benchmark into DIR;
+                                   --render DIR merges them into BENCHMARKS.md
 
 Virtual environments live in the repository: .venv (the package installed editable
 with its test extras, and the bench extras once `bench` has run; newest NumPy) and .venv-np126 (the same with NumPy 1.26.4, the
@@ -144,6 +147,32 @@ def compile_kernels():
     return True
 
 
+# NVRTC, what CuPy compiles the kernels with, of CUDA 12 (CuPy 13) and of CUDA 13, from
+# PyPI: tests/test_nvrtc.py compiles every kernel with both (no GPU needed).
+NVRTC_DIR = ROOT / ".nvrtc"
+NVRTC_WHEELS = {"cu12": "nvidia-cuda-nvrtc-cu12==12.9.86", "cu13": "nvidia-cuda-nvrtc==13.5.37"}
+
+
+def ensure_nvrtc(python):
+    """pip install the pinned NVRTC wheels into .nvrtc/cu12 and .nvrtc/cu13 (skipped
+    when a stamp says they are there) and name .nvrtc in CUPY_CORE_NVRTC for the tests;
+    named even when an install fails, so that the tests fail and say so."""
+    for tag, requirement in NVRTC_WHEELS.items():
+        target = NVRTC_DIR / tag
+        stamp = target / ".cupy_core-installed"
+        if stamp.exists() and stamp.read_text().strip() == requirement:
+            continue
+        shutil.rmtree(target, ignore_errors=True)
+        say(f"installing {requirement} into {target.relative_to(ROOT)}")
+        if run([python, "-m", "pip", "install", "-q", "--disable-pip-version-check",
+                "--progress-bar", "off", "--no-deps", "--only-binary=:all:",
+                "--target", target, requirement]) != 0:
+            say(f"pip could not install {requirement}: the NVRTC tests will fail")
+            continue
+        stamp.write_text(requirement + "\n")
+    os.environ["CUPY_CORE_NVRTC"] = str(NVRTC_DIR)
+
+
 def cmd_kernels(args, extra):
     return 0 if compile_kernels() else 1
 
@@ -158,6 +187,7 @@ def cmd_test(args, extra):
     if not compile_kernels():
         return 1
     python = ensure_venv(VENV)
+    ensure_nvrtc(python)
     say("running the tests with the newest NumPy")
     describe(python)
     code = run([python, "-m", "pytest", *pytest_targets(extra), *extra])
@@ -212,6 +242,22 @@ def cmd_bench(args, extra):
     describe(python)
     bench_args = (["--quick"] if args.quick else []) + extra
     return run([python, "-m", "cupy_core.bench", *bench_args])
+
+
+def cmd_gpu_check(args, extra):
+    """The GPU machine's check with the interpreter running this script (its own CuPy
+    and NumPy; no venv, no network): probe, GPU tests, GPU benchmark into --out DIR;
+    or --render DIR: merge DIR/results.json's section into BENCHMARKS.md."""
+    say(f"gpu-check with {sys.executable} (Python {sys.version.split()[0]}; no venv)")
+    args = list(extra)
+    for i, a in enumerate(args):   # folders relative to where we were started, not ROOT
+        name, eq, value = a.partition("=")
+        if name in ("--out", "--render", "--markdown"):
+            if eq:
+                args[i] = f"{name}={Path(value).resolve()}"
+            elif i + 1 < len(args):
+                args[i + 1] = str(Path(args[i + 1]).resolve())
+    return run([sys.executable, "-m", "cupy_core.gpu_check", *args])
 
 
 # --------------------------------------------------------------------------- Blender
@@ -380,8 +426,15 @@ def main(argv=None):
     bench.add_argument("--quick", action="store_true",
                        help="a small subset in under five minutes, into benchmarks/quick/")
     bench.set_defaults(func=cmd_bench)
+    gpu_check = sub.add_parser("gpu-check", add_help=False,
+                               help="on a GPU machine, with this Python's CuPy (no venv, no "
+                                    "network): GPU tests and benchmark into --out DIR "
+                                    "(results.json, gpu-check.log, BENCHMARKS-gpu.md); "
+                                    "--render DIR merges them into BENCHMARKS.md; "
+                                    "gpu-check --help for the options")
+    gpu_check.set_defaults(func=cmd_gpu_check)
     args, extra = parser.parse_known_args(argv)
-    if extra and args.command not in ("test", "bench"):
+    if extra and args.command not in ("test", "bench", "gpu-check"):
         parser.error(f"unrecognised arguments: {' '.join(extra)}")
     return args.func(args, extra)
 
