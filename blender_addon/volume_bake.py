@@ -204,6 +204,8 @@ def run_volume_bake(scene, s, *, progress=None, cancelled=None, main=None, log=p
               "motion": s.motion, "objects": [ob.name for ob in movers],
               "follow": s.follow, "velocity": s.velocity_path,
               "velocity_units": s.velocity_units, "resolution": int(s.resolution),
+              "voxel_size": grids[frames[0]].voxel_size,
+              "voxels": list(grids[frames[0]].shape[::-1]),
               "substeps": int(s.substeps), "vdb": write_vdb, "vdb_note": note,
               "deformers": [ob.name for ob in movers if R.is_deformer(ob)],
               "fluid": layout}

@@ -111,6 +111,9 @@ def atomic_path(path):
         # fsync so that after a power cut the renamed file has its contents too.
         with open(tmp, "r+b") as f:
             os.fsync(f.fileno())
+        # mkstemp makes the file 0600; an output is as readable as any file the user
+        # makes (a render farm, another account, a ComfyUI server read it).
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     except BaseException:
         try:
@@ -118,6 +121,20 @@ def atomic_path(path):
         except OSError:
             pass
         raise
+
+
+def _umask():
+    """The process's umask, without changing it where the system tells (Linux)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)   # elsewhere: read by setting it, and put it back at once
+    os.umask(mask)
+    return mask
 
 
 def _atomic_write(path, write):

@@ -284,3 +284,16 @@ def test_noise_files_without_bake_json_are_not_resumed(tmp_path, flows_file):
     np.save(out / "noise_0000.npy", np.zeros((H, W, C), np.float32))
     assert_clean_error(cli(flows_file, "--out", out, cwd=tmp_path), "bake.json")
     assert np.load(out / "noise_0000.npy").max() == 0  # not overwritten
+
+
+def test_bake_files_follow_the_umask(tmp_path, flows_file):
+    """Every file a bake writes is readable as the user's other files are (umask 022:
+    0644), not private to the account that baked it."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    out = tmp_path / "out"
+    r = subprocess.run([sys.executable, "-m", "cupy_core", str(flows_file), "--out", str(out),
+                        "--preview", "-q"], cwd=tmp_path, env=env, capture_output=True,
+                       text=True, timeout=300, preexec_fn=lambda: os.umask(0o022))
+    assert r.returncode == 0, r.stderr
+    modes = {p.name: oct(p.stat().st_mode & 0o777) for p in out.iterdir()}
+    assert len(modes) > 5 and set(modes.values()) == {"0o644"}, modes

@@ -2,8 +2,10 @@
 import io as _pyio
 import json
 import os
+import stat
 import struct
 import zlib
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -300,3 +302,22 @@ def test_progress_disabled_and_unknown_total():
     bar = Progress(None, stream=out, tty=False)
     bar.update(3)
     assert bar.text().startswith("frames  3")
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o002, 0o077])
+def test_written_files_follow_the_umask(tmp_path, umask):
+    """mkstemp makes 0600 files; what the atomic writers leave follows the umask, as
+    any file the user makes (another account or a server must read the noise)."""
+    old = os.umask(umask)
+    try:
+        cio.save_npy_atomic(tmp_path / "a.npy", np.zeros(3))
+        cio.write_json_atomic(tmp_path / "b.json", {"x": 1})
+        cio.write_png_atomic(tmp_path / "c.png", np.zeros((2, 2, 3), np.uint8))
+        paths = [tmp_path / n for n in ("a.npy", "b.json", "c.png")]
+        with cio.atomic_path(tmp_path / "d.exr") as tmp:
+            Path(tmp).write_bytes(b"x")
+        paths.append(tmp_path / "d.exr")
+    finally:
+        os.umask(old)
+    for p in paths:
+        assert stat.S_IMODE(os.stat(p).st_mode) == 0o666 & ~umask, p

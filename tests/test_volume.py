@@ -37,14 +37,53 @@ def chain(shape, maps, channels=2, seed=3, method="grid"):
 
 # --------------------------------------------------------------------------- grids
 
+def _blender_fluid_resolution(size, scale, res):
+    """Blender's rule for a fluid domain's cells (blenkernel fluid.cc,
+    manta_set_domain_from_mesh), written out independently: float32 sizes times the
+    object's scale, ``res`` along the longest, int(x * res / longest + 0.5) >= 4 elsewhere."""
+    size = [np.float32(abs(np.float32(a) * np.float32(s))) for a, s in zip(size, scale)]
+    if size[0] >= max(size[1], size[2]):
+        k = 0
+    elif size[1] >= max(size[0], size[2]):
+        k = 1
+    else:
+        k = 2
+    per = np.float32(res) / size[k]
+    return tuple(res if i == k else max(int(size[i] * per + np.float32(0.5)), 4)
+                 for i in range(3))
+
+
+@pytest.mark.parametrize("box, scale, res", [
+    ((2, 2, 2), (4, 4, 2), 32),          # the issue's case: 32 x 32 x 16, not 32^3
+    ((2, 2, 2), (1, 1, 1), 32),
+    ((2, 3, 1), (1, 0.5, 3), 40),        # scale changes which side is longest
+    ((1, 1, 0.05), (1, 1, 1), 64),       # a slab: at least 4 cells thick
+    ((3, 2, 1.7), (-1, 1, 1), 21),       # mirrored
+    ((1, 1, 1), (1, 1, 1.0000001), 17),
+])
+def test_domain_voxels_follow_blenders_fluid_rule(box, scale, res):
+    """A scaled domain gets cubic voxels in the world, with the same cell counts as
+    Blender's fluid domain of that box and scale (so they match its cache 1:1)."""
+    m = np.diag([*scale, 1.0])
+    d = Domain.from_box((0, 0, 0), box, res, matrix=m)
+    want = _blender_fluid_resolution(box, scale, res)
+    assert d.shape == want[::-1]
+    vs = np.array(d.voxel_size)
+    if min(want) > 4:                    # cubic up to the rounding of the counts
+        assert vs.max() / vs.min() < 1 + 1.0 / min(want)
+    d2 = Domain.from_box((0, 0, 0), box, res, matrix=np.eye(4), scale=scale)
+    assert d2.shape == d.shape           # Blender's Object.scale given explicitly
+
+
 def test_domain_from_box_and_axes():
     m = translate((1, 2, 3))
-    d = Domain.from_box((-1, -1, 0), (3, 1, 1), 8, matrix=m)
-    assert d.shape == (2, 4, 8)                    # (D, H, W) = (z, y, x) counts
+    d = Domain.from_box((-1, -1, 0), (3, 1, 2), 8, matrix=m)
+    assert d.shape == (4, 4, 8)                    # (D, H, W) = (z, y, x) counts
     np.testing.assert_allclose(d.corners_world()[0, 0, 0], (0, 1, 3))
-    np.testing.assert_allclose(d.corners_world()[-1, -1, -1], (4, 3, 4))
+    np.testing.assert_allclose(d.corners_world()[-1, -1, -1], (4, 3, 5))
     # voxel (k, i, j) = (1, 0, 2) has its centre at x = j + .5, y = i + .5, z = k + .5
     np.testing.assert_allclose(d.centers_world()[1, 0, 2], (0 + 2.5 * .5, 1 + .25, 3 + .75))
+    assert d.voxel_size == (0.5, 0.5, 0.5)
     assert corner_points((1, 2, 3)).shape == (2, 3, 4, 3)
     with pytest.raises(VolumeInputError, match="positive size"):
         Domain.from_box((0, 0, 0), (1, 0, 1), 8)

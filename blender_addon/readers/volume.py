@@ -152,7 +152,9 @@ def domain_grid(ob, resolution):
         raise BakeError(f"domain {ob.name!r} ({ob.type}) has no bounding box")
     bmin, bmax = local_box(ob)
     try:
-        return Domain.from_box(bmin, bmax, int(resolution), matrix_world(ob))
+        # Blender's fluid domain scales the box by Object.scale (parents ignored).
+        return Domain.from_box(bmin, bmax, int(resolution), matrix_world(ob),
+                               scale=tuple(ob.scale))
     except VolumeInputError as exc:
         raise BakeError(f"domain {ob.name!r}: {exc}") from None
 

@@ -93,11 +93,17 @@ class Domain:
         self.voxel_to_world = _matrix(voxel_to_world, "the domain's voxel-to-world matrix")
 
     @classmethod
-    def from_box(cls, bmin, bmax, resolution, matrix=None):
+    def from_box(cls, bmin, bmax, resolution, matrix=None, scale=None):
         """The grid of a box ``bmin..bmax`` (local coordinates of an object with world
-        ``matrix``; identity if None): ``resolution`` voxels along the longest side,
-        the others in proportion (rounded, at least 1), voxels stretched slightly so
-        they fill the box exactly. Local x -> voxel x (j, W), y -> y (i, H), z -> z (k, D)."""
+        ``matrix``; identity if None), by the rule of Blender's fluid domain
+        (``manta_set_domain_from_mesh`` in blenkernel's fluid.cc), so that voxels are
+        cubic in the world and match a fluid cache's cells one to one: the box's size
+        times the object's ``scale`` (default: the lengths of ``matrix``'s axes; pass
+        Blender's ``Object.scale`` to match a domain with scaled parents exactly) gets
+        ``resolution`` voxels along its longest side and the nearest count along the
+        others (float32 ``int(x + 0.5)``, at least 4 as in Blender, or ``resolution``
+        if smaller); voxels stretch slightly to fill the box. Local x -> voxel x (j, W),
+        y -> y (i, H), z -> z (k, D)."""
         bmin = np.asarray(bmin, np.float64)
         bmax = np.asarray(bmax, np.float64)
         ext = bmax - bmin
@@ -106,12 +112,25 @@ class Domain:
         res = int(resolution)
         if res < 1:
             raise VolumeInputError(f"domain resolution must be >= 1, got {resolution}")
-        n = np.maximum(1, np.round(ext / ext.max() * res)).astype(int)  # (nx, ny, nz)
+        m = np.eye(4) if matrix is None else _matrix(matrix, "the domain's world matrix")
+        scale = (np.linalg.norm(m[:3, :3], axis=0) if scale is None
+                 else np.asarray(scale, np.float64))
+        size = np.abs(ext * scale).astype(np.float32)
+        if scale.shape != (3,) or not np.isfinite(size).all() or (size <= 0).any():
+            raise VolumeInputError(f"the domain's scale must be non-zero, got {scale}")
+        longest = int(np.argmax(size))   # the first of equal sides, as Blender's tests
+        per = np.float32(res) / size[longest]
+        n = np.maximum((size * per + np.float32(0.5)).astype(np.int64), min(4, res))
+        n[longest] = res
         local = np.eye(4)
         local[:3, :3] = np.diag(ext / n)
         local[:3, 3] = bmin
-        m = np.eye(4) if matrix is None else _matrix(matrix, "the domain's world matrix")
         return cls((n[2], n[1], n[0]), m @ local)
+
+    @property
+    def voxel_size(self):
+        """World size of a voxel along its x, y and z axes."""
+        return tuple(float(v) for v in np.linalg.norm(self.voxel_to_world[:3, :3], axis=0))
 
     @property
     def world_to_voxel(self):

@@ -223,3 +223,18 @@ def test_fluid_cache_frame_offset(scene, tmp_path):
     with pytest.raises(BakeError, match=r"frame\(s\) 5 \(with the cache offset -8\)"):
         R.fluid_cache_files(dom, [4, 5], str(tmp_path / "cache"), offset=-8)
     assert len(R.fluid_cache_files(dom, [10], str(tmp_path / "cache"))) == 1   # no modifier: 0
+
+
+def test_scaled_domain_gets_cubic_voxels(scene, tmp_path):
+    """A domain box scaled (4, 4, 2) gets 32 x 32 x 16 voxels, cubic in the world, as
+    Blender's fluid domain gives that box (blenkernel fluid.cc), not 32^3 voxels
+    squashed 2:1; bake.json records the voxel size."""
+    dom = bpy.data.objects["Domain"]
+    dom.scale = (4, 4, 2)
+    s = VolumeSettings(out_dir=str(tmp_path), domain="Domain", objects=("Domain",),
+                       resolution=32, channels=1, seed=0, vdb=False)
+    res = run_volume_bake(scene, s)
+    assert res.noise_shape == (16, 32, 32, 1)              # (D, H, W, C): z has 16
+    info = json.loads((tmp_path / "bake.json").read_text())
+    np.testing.assert_allclose(info["source"]["voxel_size"], [0.25, 0.25, 0.25])
+    assert info["source"]["voxels"] == [32, 32, 16]
