@@ -137,7 +137,7 @@ def compile_kernels():
             rel = src.relative_to(ROOT)
             ptx = Path(tmp) / (src.stem + ".ptx")
             say(f"nvcc {rel}")
-            cmd = [nvcc, *NVCC_FLAGS, "-I", ROOT / "cupy_core", "--ptx", src, "-o", ptx]
+            cmd = [nvcc, *NVCC_FLAGS, "-I", src.parent, "--ptx", src, "-o", ptx]
             if subprocess.call([str(c) for c in cmd], cwd=ROOT) != 0:
                 failed.append(str(rel))
     if failed:
@@ -257,7 +257,7 @@ def cmd_gpu_check(args, extra):
                 args[i] = f"{name}={Path(value).resolve()}"
             elif i + 1 < len(args):
                 args[i + 1] = str(Path(args[i + 1]).resolve())
-    return run([sys.executable, "-m", "cupy_core.gpu_check", *args])
+    return run([sys.executable, "-m", "cupy_core.bench.gpu_check", *args])
 
 
 # --------------------------------------------------------------------------- Blender

@@ -2,7 +2,7 @@
 Shared by the operator and headless.py.
 
 ``run_bake(scene, settings)`` bakes frames ``frame_start..frame_end`` into
-``settings.out_dir`` with ``cupy_core.sequence.bake_flow_sequence`` (atomic files,
+``settings.out_dir`` with ``cupy_core.bake.loop.bake_flow_sequence`` (atomic files,
 bake.json, latents.npy, resume). The positions of frame f are computed when the loop
 asks for them, so a resumed bake renders only the frames it still needs (and the one
 before, for disocclusion).
@@ -226,7 +226,7 @@ def write_noise_exr(path, noise):
     """``noise`` (H, W, C) as a float32 EXR, atomically: channels R, G, B, A for C <= 4
     (Blender shows them), else ``noise.00``, ``noise.01``, ..."""
     import OpenEXR  # the bundled wheel
-    from cupy_core import io as cio
+    from cupy_core.bake import files as cio
 
     c = noise.shape[2]
     names = "RGBA"[:c] if c <= 4 else [f"noise.{i:02d}" for i in range(c)]
@@ -238,7 +238,7 @@ def write_noise_exr(path, noise):
 
 
 def _exr_for(out_dir, frame):
-    from cupy_core import io as cio
+    from cupy_core.bake import files as cio
     npy = os.path.join(out_dir, cio.frame_name("noise", frame, "npy"))
     exr = os.path.join(out_dir, cio.frame_name("noise", frame, "exr"))
     if os.path.isfile(npy) and not os.path.isfile(exr):
@@ -260,8 +260,8 @@ def run_bake(scene, settings, view_layer=None, *, progress=None, cancelled=None,
     """Bake; return cupy_core's ``BakeResult``. ``progress(done, total, frame)`` is
     called as frames start; ``cancelled()`` returning True stops the bake between frames
     (``BakeCancelled``); ``main(fn)`` runs Blender calls on the main thread."""
-    from cupy_core import io as cio
-    from cupy_core.sequence import bake_flow_sequence
+    from cupy_core.bake import files as cio
+    from cupy_core.bake.loop import bake_flow_sequence
 
     s = fill_frames(scene, settings)
     s.check()
@@ -362,7 +362,7 @@ class _KeepFrame:
 def load_preview(out_dir, first_frame, name="Warped noise preview"):
     """Load ``preview_XXXX.png`` as an image sequence (scrub it in the Image editor)."""
     import bpy
-    from cupy_core import io as cio
+    from cupy_core.bake import files as cio
 
     path = os.path.join(out_dir, cio.frame_name("preview", first_frame, "png"))
     if not os.path.isfile(path):

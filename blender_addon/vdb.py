@@ -107,7 +107,7 @@ def write_noise_vdb(path, noise, voxel_to_world, prefix="noise"):
         g.transform = _transform(vdb, voxel_to_world)
         g.gridClass = vdb.GridClass.FOG_VOLUME if hasattr(vdb, "GridClass") else g.gridClass
         grids.append(g)
-    from cupy_core.io import atomic_path
+    from cupy_core.bake.files import atomic_path
     with atomic_path(path) as tmp:
         vdb.write(tmp, grids, {"cupy_shape": " ".join(map(str, noise.shape))})
     return path

@@ -61,7 +61,7 @@ class VolumeSettings:
 def run_volume_bake(scene, s, *, progress=None, cancelled=None, main=None, log=print):
     """Bake volume noise for ``scene`` with ``VolumeSettings`` ``s``; return cupy_core's
     ``BakeResult`` (with ``vdb`` and ``vdb_note`` attributes added)."""
-    from cupy_core import io as cio
+    from cupy_core.bake import files as cio
     from cupy_core.volume import (VelocityGrid, VolumeInputError, backtrace_positions,
                                   bake_volume_sequence, load_velocity_frame,
                                   mantaflow_velocity_grid, object_positions, velocity_sequence)

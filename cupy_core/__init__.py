@@ -2,9 +2,9 @@
 
 The public API of DESIGN.md 8, and nothing else.
 """
-from .latent import downsample
+from .bake.latent import downsample
 from .warp import NoiseWarper, partition_record, warp
-from .white import white_noise
+from .methods.white import white_noise
 
 __version__ = "0.1.0"
 __all__ = ["warp", "partition_record", "white_noise", "NoiseWarper", "downsample", "__version__"]

@@ -95,7 +95,7 @@ def _probe():
         found["driver_version"] = _version(runtime.driverGetVersion())
     except Exception as exc:  # CUDARuntimeError: no driver, driver too old
         return _failure("device", exc, **found)
-    from .white import white_noise
+    from .methods.white import white_noise
     try:
         got = white_noise((4, 8), 4, seed=1, frame=2, xp=cupy).get()
     except Exception as exc:  # NVRTC missing, headers missing, launch or memory error

@@ -5,16 +5,16 @@ GPU path (the same passes as kernels, geometry recomputed in each).
 """
 import numpy as np
 
-from . import bridge
+from .methods import bridge
 from .conventions import (METHODS, array_module, centers_to_corners, check_positions,
                           check_prior, corners_to_centers)
-from .grid2d import grid2d_pieces
-from .grid3d import grid3d_pieces
-from .particle2d import particle2d_pieces
-from .particle3d import particle3d_pieces
-from .upsample import check_factor, upsample_cupy, upsample_numpy, upsample_pieces
-from .white import white_noise
-from ._cuda import i64
+from .methods.grid2d import grid2d_pieces
+from .methods.grid3d import grid3d_pieces
+from .methods.particle2d import particle2d_pieces
+from .methods.particle3d import particle3d_pieces
+from .methods.upsample import check_factor, upsample_cupy, upsample_numpy, upsample_pieces
+from .methods.white import white_noise
+from .methods.cuda import i64
 from .device import use_gpu
 
 

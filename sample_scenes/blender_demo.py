@@ -19,7 +19,7 @@ import numpy as np  # noqa: E402
 
 import blender_scenes  # noqa: E402
 from blender_addon import headless  # noqa: E402
-from cupy_core import io as cio  # noqa: E402
+from cupy_core.bake import files as cio  # noqa: E402
 
 
 def main(out):

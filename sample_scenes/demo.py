@@ -26,8 +26,8 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))  # for procedural_motion, beside this file
 
 import cupy_core  # noqa: E402
-from cupy_core.io import noise_to_preview, write_png_atomic  # noqa: E402
-from cupy_core.sequence import bake_flow_sequence, flow_positions  # noqa: E402
+from cupy_core.bake.files import noise_to_preview, write_png_atomic  # noqa: E402
+from cupy_core.bake.loop import bake_flow_sequence, flow_positions  # noqa: E402
 from procedural_motion import make_flows  # noqa: E402
 
 # A 3 x 5 pixel font, just enough for the labels.

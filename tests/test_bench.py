@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import cupy_core
-from cupy_core import bench
+from cupy_core.bench import run as bench
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from cuda_emulation import emulate, fake_cupy  # noqa: E402

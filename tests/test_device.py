@@ -11,7 +11,7 @@ import pytest
 
 import cupy_core
 from cupy_core import device
-from cupy_core.__main__ import main as cli_main
+from cupy_core.cli.flow import main as cli_main
 
 if os.path.dirname(os.path.abspath(__file__)) not in sys.path:  # conftest.py does this too
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -97,7 +97,7 @@ def test_gpu_giving_other_bits_is_not_used(monkeypatch):
             if kwargs.get("xp") is cp:
                 out = cp.asarray(np.nextafter(out.get(), np.inf, dtype=np.float32))
             return out
-        monkeypatch.setattr("cupy_core.white.white_noise", off_by_one_ulp)
+        monkeypatch.setattr("cupy_core.methods.white.white_noise", off_by_one_ulp)
         status = device.gpu_status()
         assert not status.ok and "differs" in status.reason
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cupy_core import bench, gpu_check
+from cupy_core.bench import gpu_check, run as bench
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from cuda_emulation import emulate, fake_cupy  # noqa: E402
@@ -149,7 +149,7 @@ def test_watchdog_writes_results_and_exits_on_a_hang(tmp_path):
     script = textwrap.dedent(f"""
         import sys, time
         sys.path.insert(0, {str(ROOT)!r})
-        from cupy_core import gpu_check
+        from cupy_core.bench import gpu_check
         gpu_check.probe = lambda: gpu_check.Probe(True, summary="fake")
         gpu_check.environment = lambda: {{"device": "x", "cupy": "0", "numpy": "0",
                                           "python": "3"}}

@@ -16,7 +16,7 @@ import pytest
 from scipy.spatial import ConvexHull, QhullError
 
 import cupy_core
-from cupy_core import grid3d
+from cupy_core.methods import grid3d
 from maps import affine, corners3, centers3, fold3, rotation3, swirl3
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -132,7 +132,7 @@ def test_tables_follow_the_kuhn_definition():
 
 
 def test_kernel_tables_match_numpy():
-    src = open(os.path.join(HERE, "..", "cupy_core", "grid3d.cu")).read()
+    src = open(os.path.join(HERE, "..", "cupy_core", "methods", "grid3d.cu")).read()
 
     def table(name):
         m = re.search(name + r"[^=]*=\s*\{(.*?)\};", src, re.S)

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 import cupy_core
-from cupy_core import io as cio
-from cupy_core.progress import Progress, progress
+from cupy_core.bake import files as cio
+from cupy_core.bake.progress import Progress, progress
 
 
 def leftovers(folder):

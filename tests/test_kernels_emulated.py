@@ -5,7 +5,7 @@ tests/cuda_emulation/ compiles each ``.cu`` file of cupy_core with g++ (``shim.h
 supplies ``__global__``, ``blockIdx``, ``atomicAdd`` ...) and installs a fake ``cupy``
 module whose arrays are host memory, so ``cupy_core.warp`` and ``white_noise`` take
 their GPU branch unchanged: the same kernel sources, the same launch code in
-``bridge.py`` / ``white.py`` / ``_cuda.py``, with the kernel arguments checked against
+``bridge.py`` / ``white.py`` / ``cuda.py``, with the kernel arguments checked against
 the parsed signatures. Threads run one after the other, which is exact for these
 kernels (one thread per item, no shared memory, integer atomics). Not emulated: the
 GPU's own libm (glibc's log/sin/cos are used) and real concurrency. tests/test_gpu.py
@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 import cupy_core
-from cupy_core import _cuda, rng
+from cupy_core.methods import cuda, rng
 
 if os.path.dirname(os.path.abspath(__file__)) not in sys.path:  # conftest.py does this too
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -39,7 +39,7 @@ CHANNELS = [1, 3, 4, 16, 17, 20]   # around GATHER_CHUNK = 16 and the groups of 
 @pytest.fixture(scope="module", params=["13.6.0", "14.0.1"], ids=["cupy13", "cupy14"])
 def cp(request):
     """The fake CuPy, installed for this module's tests; sys.modules["cupy"] and
-    cupy_core._cuda's RawModule cache are restored afterwards."""
+    cupy_core.methods.cuda's RawModule cache are restored afterwards."""
     with fake_cupy.installed(version=request.param) as mod:
         yield mod
 
@@ -182,13 +182,13 @@ def test_buffer_reinterpretation_is_only_D(cp):
     pos = swirl(corners(8, 9), 8, 9)
     for method in ("grid", "particle"):
         cupy_core.warp(cp.asarray(_prior((8, 9), 3, 0)), cp.asarray(pos), method=method)
-        mod = _cuda._modules[f"{method}2d.cu"]
+        mod = cuda._modules[f"{method}2d.cu"]
         assert mod.reinterpretations == {(f"{method}2d_gather", "D", "uint64", "double")}
 
 
 def test_cuda_options_disable_fma():
     """The 1e-5 agreement (and the kernels' comments) rely on --fmad=false."""
-    assert "--fmad=false" in _cuda.OPTIONS
+    assert "--fmad=false" in cuda.OPTIONS
 
 
 # A near-integer translation leaves a sliver of area (or weight) below the 2^-32
@@ -224,7 +224,7 @@ def test_white_noise_same_bits(cp, shape, channels, seed, frame):
 
 @pytest.fixture(scope="module")
 def probe(cp):
-    return cp.RawModule(code=_cuda.source(PROBE))
+    return cp.RawModule(code=cuda.source(PROBE))
 
 
 def _run(cp, kernel, n, *args):
@@ -332,20 +332,20 @@ def test_out_of_bounds_write_is_caught(cp, probe):
 
 def test_fixture_restores_cupy_and_cache():
     before = sys.modules.get("cupy")
-    cache = dict(_cuda._modules)
+    cache = dict(cuda._modules)
     with fake_cupy.installed() as cp:
         assert sys.modules["cupy"] is cp
         cupy_core.white_noise((2, 2), 1, xp=cp)
-        assert "white.cu" in _cuda._modules
+        assert "white.cu" in cuda._modules
     assert sys.modules.get("cupy") is before
-    assert _cuda._modules == cache
+    assert cuda._modules == cache
 
 
 # ----------------------------------------------------------------------------- CuPy 13 and 14
 
 def _key(**values):
-    from cupy_core.bridge import KEY_FIELDS
-    return _cuda.struct(KEY_FIELDS, tuple(values[name] for name, _ in KEY_FIELDS))
+    from cupy_core.methods.bridge import KEY_FIELDS
+    return cuda.struct(KEY_FIELDS, tuple(values[name] for name, _ in KEY_FIELDS))
 
 
 def test_struct_argument_by_version(cp, probe):
@@ -388,13 +388,13 @@ def test_launches_split_into_chunks_same_bits(cp, monkeypatch):
     whole = {m: cupy_core.warp(prior, pos, method=m, seed=4).get() for m in ("grid", "particle")}
     whole["upsample"] = cupy_core.warp(prior, pos, method="upsample", factor=3, seed=4).get()
     white = cupy_core.white_noise((33, 31), 6, seed=2, xp=cp).get()
-    _cuda._modules.clear()
-    monkeypatch.setattr(_cuda, "LAUNCH_WORK", 1)      # one block of THREADS per launch
+    cuda._modules.clear()
+    monkeypatch.setattr(cuda, "LAUNCH_WORK", 1)      # one block of THREADS per launch
     for m in ("grid", "particle", "upsample"):
         got = cupy_core.warp(prior, pos, method=m, seed=4,
                              factor=3 if m == "upsample" else None).get()
         np.testing.assert_array_equal(got, whole[m])
     np.testing.assert_array_equal(cupy_core.white_noise((33, 31), 6, seed=2, xp=cp).get(), white)
-    gather = _cuda._modules["grid2d.cu"].get_function("grid2d_gather")
-    assert gather.launches == -(-36 * 44 // _cuda.THREADS)   # one launch per block
-    assert _cuda._modules["white.cu"].get_function("white_noise").launches == -(-33 * 31 // _cuda.THREADS)
+    gather = cuda._modules["grid2d.cu"].get_function("grid2d_gather")
+    assert gather.launches == -(-36 * 44 // cuda.THREADS)   # one launch per block
+    assert cuda._modules["white.cu"].get_function("white_noise").launches == -(-33 * 31 // cuda.THREADS)

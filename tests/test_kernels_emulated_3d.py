@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import cupy_core
-from cupy_core import _cuda
+from cupy_core.methods import cuda
 from maps import affine, centers3, corners3, fold3, rotation3, swirl3
 from test_kernels_emulated import TOL, _check, _compare, _prior, cp  # noqa: F401 (fixture)
 
@@ -113,5 +113,5 @@ def test_buffer_reinterpretation_is_only_D_3d(cp):
     pos = swirl3(corners3(4, 4, 4), 4, 4, 4)
     for method in ("grid", "particle"):
         cupy_core.warp(cp.asarray(_prior((4, 4, 4), 3, 0)), cp.asarray(pos), method=method)
-        mod = _cuda._modules[f"{method}3d.cu"]
+        mod = cuda._modules[f"{method}3d.cu"]
         assert mod.reinterpretations == {(f"{method}3d_gather", "D", "uint64", "double")}

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import cupy_core
-from cupy_core import _cuda, upsample
+from cupy_core.methods import cuda, upsample
 
 if os.path.dirname(os.path.abspath(__file__)) not in sys.path:
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -60,9 +60,9 @@ def test_offsets_kernel_matches_reference(cp):
     prior = _prior((5, 6), 6, 0)
     flat = prior.reshape(-1, 6)
     factor, seed, frame = 5, 11, 3
-    key = _cuda.struct(upsample.KEY_FIELDS, (*cupy_core.rng.seed_key(seed), frame, 6, factor))
+    key = cuda.struct(upsample.KEY_FIELDS, (*cupy_core.methods.rng.seed_key(seed), frame, 6, factor))
     off = cp.empty((30, 6), np.float64)
-    _cuda.launch("upsample.cu", "upsample_offsets", 30, (cp.asarray(flat), off, key))
+    cuda.launch("upsample.cu", "upsample_offsets", 30, (cp.asarray(flat), off, key))
     ref = upsample.offsets(flat.T.astype(np.float64), np.arange(30), factor, seed, frame)
     np.testing.assert_allclose(off.get(), ref.T, rtol=0, atol=1e-12)
 

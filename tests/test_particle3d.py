@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import cupy_core
-from cupy_core.particle3d import particle3d_pieces
+from cupy_core.methods.particle3d import particle3d_pieces
 from maps import affine, corners3, centers3, fold3, rotation3, swirl3
 
 

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from cupy_core import rng
+from cupy_core.methods import rng
 
 
 # Known-answer vectors published with Random123 (kat_vectors: philox4x32 10 rounds).

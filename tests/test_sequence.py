@@ -1,4 +1,4 @@
-"""The bake frame loop (cupy_core.sequence) called in-process: interruption, resume,
+"""The bake frame loop (cupy_core.bake.loop) called in-process: interruption, resume,
 iterators, frame offsets, corners."""
 import json
 
@@ -7,7 +7,7 @@ import pytest
 
 import cupy_core
 from cupy_core.conventions import centers_to_corners
-from cupy_core.sequence import BakeMismatchError, bake_flow_sequence, flow_positions
+from cupy_core.bake.loop import BakeMismatchError, bake_flow_sequence, flow_positions
 
 H, W, C = 12, 10, 3
 
@@ -138,7 +138,7 @@ def test_resume_refuses_a_non_finite_last_frame(tmp_path):
     last = np.load(out / "noise_0002.npy")
     last[3, 4, 1] = np.nan
     np.save(out / "noise_0002.npy", last)
-    from cupy_core.io import OutputError
+    from cupy_core.bake.files import OutputError
     with pytest.raises(OutputError, match="non-finite"):
         bake_flow_sequence(pos, out, seed=4, channels=C, progress=False)
 

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from cupy_core import stats
-from cupy_core.grid2d import grid2d_pieces
-from cupy_core.sequence import bake_frames
+from cupy_core.methods.grid2d import grid2d_pieces
+from cupy_core.bake.loop import bake_frames
 from cupy_core.surface import (Camera, Mesh, geometry_positions, load_cameras,
                                surface_noise, texture_noise, uv_islands, uv_positions)
 from cupy_core.surface.camera import project, rays

@@ -244,7 +244,7 @@ def load_volume_sequence(out_dir, first_frame, frame_count, name="Warped noise v
     The VDB transform already places the grid in world space: the object stays at
     the origin with no rotation."""
     import bpy
-    from cupy_core import io as cio
+    from cupy_core.bake import files as cio
 
     path = os.path.join(out_dir, cio.frame_name("noise", first_frame, "vdb"))
     if not os.path.isfile(path):

@@ -1,4 +1,4 @@
-"""The surface and geometry bakes, on top of ``cupy_core.sequence``:
+"""The surface and geometry bakes, on top of ``cupy_core.bake.loop``:
 
 * ``bake_surface_sequence``: every frame is transported from the fixed texture noise
   (``maps.surface_noise``), not chained: frame i depends only on its own
@@ -8,7 +8,7 @@
 """
 import numpy as np
 
-from ..sequence import bake_flow_sequence, bake_frames
+from ..bake.loop import bake_flow_sequence, bake_frames
 from .maps import BACKGROUND_RULES, surface_noise, texture_noise
 
 __all__ = ["bake_surface_sequence", "bake_geometry_sequence"]

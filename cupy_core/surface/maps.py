@@ -26,7 +26,7 @@ import dataclasses
 
 import numpy as np
 
-from .. import rng
+from ..methods import rng
 from ..conventions import array_module, corners_to_centers
 from .camera import background_positions, project
 from .raster import corner_points, interpolate, rasterize
@@ -181,7 +181,7 @@ def surface_uv(mesh, camera, points):
 
 def texture_noise(texture_size, channels, *, seed=0, tiles=1, xp=np):
     """The fixed texture noise: ``white_noise((tiles * N, N), C, seed, frame=0)``."""
-    from ..white import white_noise
+    from ..methods.white import white_noise
     n = int(texture_size)
     if n < 1:
         raise ValueError(f"texture size must be >= 1, got {texture_size}")

@@ -12,7 +12,7 @@ ones included, after its ``.npy`` is on disk: the add-on writes its OpenVDB file
 """
 import numpy as np
 
-from ..sequence import _normalise, _run_bake
+from ..bake.loop import _normalise, _run_bake
 from ..warp import _warp
 
 __all__ = ["bake_volume_sequence"]
@@ -24,7 +24,7 @@ def bake_volume_sequence(positions, out_dir, *, shape, method="grid", seed=0, ch
     """Bake ``len(positions) + 1`` frames; ``positions[t]`` is the ``(D+1, H+1, W+1, 3)``
     backward map (voxel corners, ``(x, y, z)``) making frame ``first_frame + t + 1``,
     asked for only when that frame is baked. ``shape`` is ``(D, H, W)``. The frame loop,
-    resume and files are ``cupy_core.sequence``'s."""
+    resume and files are ``cupy_core.bake.loop``'s."""
     import cupy_core
 
     xp = np if xp is None else xp

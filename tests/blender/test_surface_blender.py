@@ -98,7 +98,7 @@ def test_blender_route_agrees_with_trimesh_route(flag_scene, tmp_path):
     pytest.importorskip("trimesh")
     pytest.importorskip("rtree")
     pytest.importorskip("PIL")
-    from cupy_core.surface.cli import main as surface_cli
+    from cupy_core.cli.surface import main as surface_cli
     meshes = tmp_path / "meshes"
     meshes.mkdir()
     cams = []

@@ -7,10 +7,10 @@ accumulate (64-bit integer sums, which are associative). Running the threads in
 sequence is then one of the schedules the GPU may pick, and every schedule gives the
 same bits. What is *not* emulated: the GPU's own ``log``/``sin``/``cos`` (glibc's are
 used; both are within an ulp or two of the true value), nvcc's choice of fused
-multiply-adds (``_cuda.OPTIONS`` has ``--fmad=false``; here ``-ffp-contract=off``), and
+multiply-adds (``cupy_core.methods.cuda.OPTIONS`` has ``--fmad=false``; here ``-ffp-contract=off``), and
 memory-model effects of real concurrency.
 
-The module objects mimic CuPy closely enough for ``cupy_core._cuda`` to use them as
+The module objects mimic CuPy closely enough for ``cupy_core.methods.cuda`` to use them as
 ``cupy.RawModule``: ``EmulatedModule(code=..., options=...).get_function(name)`` returns
 an ``EmulatedKernel`` called as ``kernel(grid, block, args)``. Arguments go through
 two checks. First the argument rules of the CuPy version emulated (``cupy_rules``,
@@ -25,7 +25,7 @@ the matching dtype (one of another type of the same size is accepted and recorde
 same size and kind; a struct parameter a structured value whose fields match the C
 struct's names and offsets.
 
-Use:  ``EmulatedModule(code=cupy_core._cuda.source("grid2d.cu"))``.
+Use:  ``EmulatedModule(code=cupy_core.methods.cuda.source("grid2d.cu"))``.
 """
 import ctypes
 import functools

@@ -19,7 +19,7 @@ on the CPU through ``emulate.py``, so cupy_core's GPU path runs unchanged:
   every RawModule fail as CuPy does when NVRTC cannot work.
 
 ``installed()`` puts the module in ``sys.modules["cupy"]`` and empties
-``cupy_core._cuda._modules`` (its RawModule cache) for the duration, restoring both.
+``cupy_core.methods.cuda._modules`` (its RawModule cache) for the duration, restoring both.
 """
 import contextlib
 import functools
@@ -250,25 +250,26 @@ def installed(version="14.0.1", compile_error=None):
     NVRTC fails with that message. cupy_core's RawModule cache and GPU probe are
     emptied for the duration and restored after, so that nothing emulated outlives the
     block (and nothing real is used inside it)."""
-    from cupy_core import _cuda, device
+    from cupy_core import device
+    from cupy_core.methods import cuda
 
     if version.split(".")[0] not in emulate.CUPY_RULES:
         raise ValueError(f"no argument rules for CuPy {version}")
     missing = object()
     saved_mod = sys.modules.get("cupy", missing)
-    saved_cache = dict(_cuda._modules)
+    saved_cache = dict(cuda._modules)
     saved_probe = (device._status, device._warned)
     saved_config = dict(_config)
     _config.update(version=version, compile_error=compile_error)
     _module.__version__ = version
     sys.modules["cupy"] = _module
-    _cuda._modules.clear()
+    cuda._modules.clear()
     device._status, device._warned = None, False
     try:
         yield _module
     finally:
-        _cuda._modules.clear()
-        _cuda._modules.update(saved_cache)
+        cuda._modules.clear()
+        cuda._modules.update(saved_cache)
         device._status, device._warned = saved_probe
         _config.update(saved_config)
         _module.__version__ = _config["version"]

@@ -46,12 +46,12 @@ from pathlib import Path
 import numpy as np
 
 import cupy_core
-from . import stats
-from .device import gpu_available, gpu_status
-from .conventions import pixel_corners
-from .io import write_json_atomic
+from .. import stats
+from ..device import gpu_available, gpu_status
+from ..conventions import pixel_corners
+from ..bake.files import write_json_atomic
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 FACTORS = (4, 8, 16)
 SHAPES_2D = ((256, 256), (1024, 1024), (1080, 1920))
 SHAPES_3D = ((64, 64, 64), (128, 128, 128))
@@ -711,7 +711,7 @@ def write_markdown(path, records, quality, meta):
          "benchmarks/quick/). Options: `python -m cupy_core.bench --help`.", "",
          "## What is measured", "",
          "Every method warps the same input: white noise and one smooth backward map with "
-         "subpixel motion (`cupy_core.bench.bench_map`: a pan by (0.3, 0.2) px, a swirl and a "
+         "subpixel motion (`cupy_core.bench.run.bench_map`: a pan by (0.3, 0.2) px, a swirl and a "
          "wobble), positions at pixel corners. One frame is one `cupy_core.warp` call, input "
          "checks and geometry included. The time is the median of at least 10 timed frames "
          "after a warm-up frame (CPU: `time.perf_counter`; GPU: CUDA events), except where "

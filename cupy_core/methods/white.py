@@ -5,8 +5,8 @@ NumPy reference and launcher of ``white.cu``.
 import numpy as np
 
 from . import rng
-from ._cuda import launch, u32
-from .conventions import COUNTER_LIMIT
+from .cuda import launch, u32
+from ..conventions import COUNTER_LIMIT
 
 
 def white_noise(shape, channels, *, seed=0, frame=0, xp=np):

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
-from . import io as _io
+from . import files as _io
 from .progress import Progress
-from .warp import _warp
+from ..warp import _warp
 
 __all__ = ["bake_flow_sequence", "bake_frames", "flow_positions", "BakeResult", "BakeMismatchError",
            "STATUS_IN_PROGRESS", "STATUS_COMPLETE"]
@@ -56,7 +56,7 @@ class _FlowPositions:
         return len(self.flows)
 
     def __getitem__(self, t):
-        from .conventions import flow_to_positions, forward_to_backward
+        from ..conventions import flow_to_positions, forward_to_backward
 
         flow = np.asarray(self.flows[t], dtype=np.float64)
         if self.forward:

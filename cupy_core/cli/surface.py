@@ -9,7 +9,7 @@ surface``. CAMERA.json: see ``cupy_core/surface/camera.py`` (README "Camera JSON
 import argparse
 from pathlib import Path
 
-from .._cli import add_device_option, array_module_for, print_summary, run_command
+from .common import add_device_option, array_module_for, print_summary, run_command
 
 
 def build_parser():
@@ -46,10 +46,10 @@ def build_parser():
 
 
 def run(args):
-    from .bake import bake_geometry_sequence, bake_surface_sequence
-    from .camera import load_cameras
-    from .maps import BACKGROUND_RULES, GEOMETRY_BACKGROUND_RULES
-    from .meshio import (geometry_positions_rays, load_mesh_sequence, sequence_files,
+    from ..surface.bake import bake_geometry_sequence, bake_surface_sequence
+    from ..surface.camera import load_cameras
+    from ..surface.maps import BACKGROUND_RULES, GEOMETRY_BACKGROUND_RULES
+    from ..surface.meshio import (geometry_positions_rays, load_mesh_sequence, sequence_files,
                          uv_positions_rays)
 
     if args.channels < 1:

@@ -97,7 +97,7 @@ def bridge_numpy(prior, target, source, weight, n_target, normalise_all, seed, f
 KEY_FIELDS = [("k0", "<u4"), ("k1", "<u4"), ("frame", "<u4"), ("channels", "<i4"),
               ("normalise_all", "<i4")]
 # Relative cost of one target-channel of each geometry, for the launch split
-# (_cuda.launch): about the pieces a target has times the work to find one.
+# (cuda.launch): about the pieces a target has times the work to find one.
 GEOMETRY_COST = {"grid2d": 8, "particle2d": 2, "grid3d": 64, "particle3d": 4}
 
 
@@ -108,7 +108,7 @@ def bridge_cupy(cu_file, prefix, geom_args, prior, n_target, normalise_all, seed
     ``prior``: CuPy ``(n_source, C)`` float32. Returns CuPy ``(n_target, C)`` float32.
     """
     import cupy
-    from ._cuda import launch, struct
+    from .cuda import launch, struct
 
     n_source, channels = prior.shape
     k0, k1 = rng.seed_key(seed)

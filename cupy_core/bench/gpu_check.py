@@ -8,7 +8,7 @@ its CuPy and NumPy:
    with the reason, a non-zero exit and nothing written;
 2. the GPU tests (``tests/test_gpu.py``, ``tests/test_gpu3d.py``: the CPU/GPU agreement,
    repeatability, long chains) with pytest, under a time cap;
-3. the GPU benchmark (``cupy_core.bench``'s measurement: CUDA events, the memory-pool
+3. the GPU benchmark (``cupy_core.bench.run``'s measurement: CUDA events, the memory-pool
    peak, the bandwidth floor of DESIGN.md 11) at 1024 x 1024 x 4 and 1920 x 1080 x 16
    (grid, particle, upsample N = 4) and 128^3 x 4 (grid, particle).
 
@@ -44,11 +44,12 @@ from pathlib import Path
 import numpy as np
 
 import cupy_core
-from . import bench
-from .io import atomic_path, write_json_atomic
+from . import run as bench
+from ..device import gpu_status
+from ..bake.files import atomic_path, write_json_atomic
 
-ROOT = Path(__file__).resolve().parent.parent
-SCHEMA = "cupy_core.gpu_check/1"
+ROOT = Path(__file__).resolve().parents[2]
+SCHEMA = "cupy_core.bench.gpu_check/1"
 COMMAND = "python build.py gpu-check"
 TEST_FILES = ("tests/test_gpu.py", "tests/test_gpu3d.py")
 # (method, factor, shape, channels), shape (H, W) or (D, H, W), as bench.SpeedRun's.
@@ -101,19 +102,7 @@ class Probe:
 
 def probe():
     """Whether the GPU path runs here: ``cupy_core.device.gpu_status`` (a kernel
-    compiled and launched), or, where that module is missing, whether CuPy sees a
-    device."""
-    try:
-        from .device import gpu_status
-    except ImportError:
-        gpu_status = None
-    if gpu_status is None:
-        from ._cuda import gpu_available
-        ok = gpu_available()
-        reason = None if ok else "CuPy is not installed or sees no CUDA device"
-        advice = None if ok else "install CuPy for this machine's CUDA (cupy-cuda12x or cupy-cuda13x)"
-        return Probe(ok, reason=reason, advice=advice,
-                     summary="GPU: CuPy sees a CUDA device" if ok else f"GPU unavailable: {reason}")
+    compiled and launched)."""
     try:
         st = gpu_status()
     except Exception as exc:  # the probe itself broke: that is a "no" with the reason
@@ -596,7 +585,7 @@ def render_section(state=None):
     if tests.get("failed_tests"):
         L.append("")
     recs = state.get("benchmark") or []
-    L += ["**Speed.** One frame is one `cupy_core.warp` call (`cupy_core.bench.bench_map`'s "
+    L += ["**Speed.** One frame is one `cupy_core.warp` call (`cupy_core.bench.run.bench_map`'s "
           "input, on the device); the time is the median of the timed frames (CUDA events) "
           "after three untimed ones (compilation, warm-up, memory); peak memory is the CuPy memory pool's peak over one "
           "frame. The floor is DESIGN.md 11's: (d + 2C) x 4 bytes per pixel (positions and "

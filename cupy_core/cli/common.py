@@ -4,7 +4,7 @@ subcommand): ``--device``, the closing summary, and the exit codes: 0 done, 2 ba
 same command resumes)."""
 import sys
 
-from .device import DEVICES, use_gpu
+from ..device import DEVICES, use_gpu
 
 
 def run_command(run, args):

@@ -1,7 +1,7 @@
 """Downsampling white noise to latent resolution (DESIGN.md 7)."""
 import numpy as np
 
-from .conventions import array_module
+from ..conventions import array_module
 
 
 def downsample(noise, factor):

@@ -247,7 +247,7 @@ def upsample_cupy(prior, corners, valid, source_shape, factor, seed, frame):
     """The same on the GPU: ``upsample_offsets`` per source, ``upsample_gather`` per
     target. ``prior``: CuPy (Ns, C) float32; returns CuPy (n_target, C) float32."""
     import cupy
-    from ._cuda import launch, i64, struct
+    from .cuda import launch, i64, struct
 
     n_source, channels = prior.shape
     h, w = corners.shape[0] - 1, corners.shape[1] - 1

@@ -277,7 +277,7 @@ def assemble_latents(out_dir, frames, factor, *, prefix="noise", name=LATENTS_NA
     in memory at once, written under a temporary name and renamed when whole.
     Returns the path.
     """
-    from . import downsample  # the core; imported here so io works on its own
+    from .. import downsample  # the core; imported here so io works on its own
 
     out_dir = Path(out_dir)
     frames = [int(f) for f in frames]
@@ -324,7 +324,7 @@ def bake_json(params, *, status, frames=None, extra=None):
     whether a later bake may resume this one), its ``status`` ("in progress" or
     "complete"), the frame numbers written so far (first, last, count), ``extra``
     descriptive fields, and the versions and time that made it."""
-    from . import __version__
+    from .. import __version__
 
     record = {"format": BAKE_FORMAT, "format_version": BAKE_FORMAT_VERSION,
               "status": status}

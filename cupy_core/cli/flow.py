@@ -1,0 +1,130 @@
+"""Command line: bake warped noise from a flow file.
+
+    python -m cupy_core FLOWS.npy --out DIR [--method grid|particle] [--seed S]
+        [--channels C] [--latent-factor F] [--forward] [--preview] [--no-resume]
+
+FLOWS.npy is ``(T, H, W, 2)`` float: the backward flow ``(dx, dy)`` in pixels at pixel
+centres, x right and y down: pixel (i, j) of frame t + 1 came from
+``(j + 0.5 + dx, i + 0.5 + dy)`` in frame t. NaN means "no source" (fresh noise).
+Writes frames 0..T to DIR (DESIGN.md 9).
+
+    python -m cupy_core surface MESH_SEQUENCE --camera CAMERA.json --out DIR [...]
+
+bakes surface noise from a mesh sequence (``cupy_core/surface/cli.py``).
+Exit codes: 0 done, 2 bad input or output folder, 1 other error (disk full...),
+130 interrupted (rerun to resume).
+"""
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from .common import add_device_option, array_module_for, print_summary, run_command
+
+NPY_MAGIC = b"\x93NUMPY"
+
+
+class UsageError(ValueError):
+    """Bad input on the command line; the message names the problem."""
+
+
+def build_parser():
+    p = argparse.ArgumentParser(
+        prog="python -m cupy_core",
+        description="Bake temporally coherent Gaussian noise (Deng et al. 2024 integral "
+                    "noise warping) from a sequence of optical flows.",
+        epilog="Outputs in DIR: noise_XXXX.npy (H, W, C) float32 per frame 0..T, "
+               "latents.npy (T+1, H/F, W/F, C), bake.json, and preview_XXXX.png with "
+               "--preview. An interrupted bake resumes when the same command is rerun.")
+    p.add_argument("flows", metavar="FLOWS.npy",
+                   help="(T, H, W, 2) float array: backward flow (dx, dy) in pixels at "
+                        "pixel centres, x right, y down; NaN = no source (fresh noise)")
+    p.add_argument("--out", required=True, metavar="DIR", help="output folder (created)")
+    p.add_argument("--method", choices=("grid", "particle"), default="grid",
+                   help="grid: exact polygon overlaps; particle: bilinear splats "
+                        "(default: grid)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    p.add_argument("--channels", type=int, default=4, metavar="C",
+                   help="noise channels (default: 4, as Stable Diffusion latents)")
+    p.add_argument("--latent-factor", type=int, default=1, metavar="F",
+                   help="latents.npy is the noise pooled by F x F blocks (default: 1, "
+                        "no pooling; 8 for SD-style latents from full-resolution flow)")
+    p.add_argument("--forward", action="store_true",
+                   help="FLOWS are forward flows (frame t -> t + 1); they are negated, "
+                        "the usual video-pipeline approximation of the backward flow")
+    p.add_argument("--preview", action="store_true",
+                   help="also write preview_XXXX.png (channels 0-2 as colour)")
+    p.add_argument("--no-resume", action="store_true",
+                   help="discard an earlier bake in DIR instead of resuming it")
+    add_device_option(p)
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
+    return p
+
+
+def load_flows(path):
+    """Memory-map and check the flow file; raise UsageError naming the problem."""
+    path = Path(path)
+    if not path.exists():
+        raise UsageError(f"flow file {str(path)!r} not found")
+    if not path.is_file():
+        raise UsageError(f"flow file {str(path)!r} is not a file")
+    try:
+        with open(path, "rb") as f:
+            magic = f.read(len(NPY_MAGIC))
+    except OSError as exc:
+        raise UsageError(f"cannot read flow file {str(path)!r}: {exc.strerror}") from None
+    if magic != NPY_MAGIC:
+        kind = " (a .npz archive?)" if magic.startswith(b"PK") else ""
+        raise UsageError(f"flow file {str(path)!r} is not a .npy file{kind}")
+    try:
+        flows = np.load(path, mmap_mode="r", allow_pickle=False)
+    except ValueError as exc:  # object arrays, broken headers
+        raise UsageError(f"cannot load flow file {str(path)!r}: {exc}") from None
+    if flows.ndim != 4 or flows.shape[-1] != 2:
+        raise UsageError(f"flow file {str(path)!r} has shape {flows.shape}, expected "
+                         "(T, H, W, 2)")
+    if flows.dtype.kind != "f":
+        raise UsageError(f"flow file {str(path)!r} has dtype {flows.dtype}, expected a "
+                         "float type (float32 or float64)")
+    if flows.shape[1] < 1 or flows.shape[2] < 1:
+        raise UsageError(f"flow file {str(path)!r} has empty frames (shape {flows.shape})")
+    for t in range(flows.shape[0]):  # frame by frame: the file may be larger than memory
+        if np.isinf(flows[t]).any():
+            raise UsageError(f"flow file {str(path)!r} has infinite values in flow {t} "
+                             "(NaN is allowed: it means fresh noise)")
+    return flows
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv and argv[0] == "surface":  # python -m cupy_core surface MESHES --camera ...
+        from .surface import main as surface_main
+        return surface_main(argv[1:])
+    return run_command(_run, build_parser().parse_args(argv))
+
+
+def _run(args):
+    from ..bake.loop import bake_flow_sequence, flow_positions
+
+    if args.channels < 1:
+        raise UsageError(f"--channels must be >= 1, got {args.channels}")
+    if args.latent_factor < 1:
+        raise UsageError(f"--latent-factor must be >= 1, got {args.latent_factor}")
+    flows = load_flows(args.flows)
+    if args.latent_factor > min(flows.shape[1:3]):
+        raise UsageError(f"--latent-factor {args.latent_factor} is larger than the "
+                         f"{flows.shape[1]}x{flows.shape[2]} frames")
+    xp = array_module_for(args.device)
+
+    source = {"flows": str(Path(args.flows).resolve()),
+              "flow": "forward (negated)" if args.forward else "backward"}
+    result = bake_flow_sequence(
+        flow_positions(flows, forward=args.forward), args.out,
+        method=args.method, seed=args.seed, channels=args.channels,
+        latent_factor=args.latent_factor, at="centers", shape=flows.shape[1:3], source=source,
+        progress=not args.quiet, preview=args.preview, resume=not args.no_resume, xp=xp)
+    if not args.quiet:
+        print_summary(result)
+    return 0
+
