@@ -150,7 +150,8 @@ def compile_kernels():
 # NVRTC, what CuPy compiles the kernels with, of CUDA 12 (CuPy 13) and of CUDA 13, from
 # PyPI: tests/test_nvrtc.py compiles every kernel with both (no GPU needed).
 NVRTC_DIR = ROOT / ".nvrtc"
-NVRTC_WHEELS = {"cu12": "nvidia-cuda-nvrtc-cu12==12.9.86", "cu13": "nvidia-cuda-nvrtc==13.5.37"}
+NVRTC_WHEELS = {"cu12": "nvidia-cuda-nvrtc-cu12==12.9.86",
+                "cu13": "nvidia-cuda-nvrtc==13.5.37"}
 
 
 def ensure_nvrtc(python):
@@ -173,6 +174,29 @@ def ensure_nvrtc(python):
     os.environ["CUPY_CORE_NVRTC"] = str(NVRTC_DIR)
 
 
+GPU_WHEELS_DIR = ROOT / ".wheels-gpu"
+
+
+def ensure_gpu_wheels(python):
+    """pip download the add-on's pinned GPU-support wheels for NumPy 1.x (CuPy 13.6,
+    fastrlock, CUDA 12 NVRTC and runtime; about 210 MB, once) into .wheels-gpu/ and name
+    it in CUPY_NOISE_GPU_WHEELS: tests/test_gpu_support.py installs them from there."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("_gpu_support", ADDON / "gpu_support.py")
+    gpu = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gpu)
+    pins = gpu.PLANS["cupy13-cuda12"][2]
+    have = [p.name for p in GPU_WHEELS_DIR.glob("*.whl")]
+    if not all(any(n.startswith(r.replace("-", "_").replace("==", "-") + "-") for n in have)
+               for r in pins):
+        say(f"downloading {', '.join(pins)} into {GPU_WHEELS_DIR.relative_to(ROOT)}")
+        if run([python, "-m", "pip", "download", "-q", "--disable-pip-version-check",
+                "--progress-bar", "off", "--no-deps", "--only-binary=:all:",
+                "-d", GPU_WHEELS_DIR, *pins]) != 0:
+            say("pip could not download the GPU-support wheels: that test is skipped")
+    os.environ["CUPY_NOISE_GPU_WHEELS"] = str(GPU_WHEELS_DIR)
+
+
 def cmd_kernels(args, extra):
     return 0 if compile_kernels() else 1
 
@@ -188,6 +212,7 @@ def cmd_test(args, extra):
         return 1
     python = ensure_venv(VENV)
     ensure_nvrtc(python)
+    ensure_gpu_wheels(python)
     say("running the tests with the newest NumPy")
     describe(python)
     code = run([python, "-m", "pytest", *pytest_targets(extra), *extra])

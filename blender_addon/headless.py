@@ -10,6 +10,8 @@ volume: --domain NAME [--motion-object NAME --follow all|inside | --velocity DIR
 --fluid-cache DIR | --volume-motion fluid] [--fluid-format auto|mantaflow|world]
 [--velocity-units frame|second]
 [--resolution N] [--no-vdb]
+GPU support (what the preferences' buttons do; no .blend needed):
+--install-gpu-support [--wheels DIR] | --remove-gpu-support
 
 Prints progress; exit codes: 0 done, 2 bad input (the message says what), 1 other
 errors, 130 interrupted (rerun the same command to resume).
@@ -130,6 +132,76 @@ def _import_addon():
     return blender_addon
 
 
+GPU_FLAGS = ("--install-gpu-support", "--remove-gpu-support")
+
+
+def gpu_main(argv, run_probe=None):
+    """``--install-gpu-support [--wheels DIR]`` / ``--remove-gpu-support``: what the
+    preferences' buttons do, for render farms. 0 done, 2 with one ``error:`` line."""
+    p = argparse.ArgumentParser(prog="headless.py", description="Install or remove the "
+                                "add-on's GPU support (CuPy and NVRTC wheels).")
+    g = p.add_mutually_exclusive_group(required=True)
+    g.add_argument("--install-gpu-support", action="store_true")
+    g.add_argument("--remove-gpu-support", action="store_true")
+    p.add_argument("--wheels", default=None, metavar="DIR",
+                   help="install from this folder of wheels (no network)")
+    args = p.parse_args(argv)
+    try:
+        import bpy  # noqa: F401  (the folder is the extension's user folder)
+    except ImportError as exc:
+        print(f"error: cannot import bpy ({exc}): run inside Blender, or pip install bpy",
+              file=sys.stderr)
+        return 2
+    addon = _import_addon()
+    from importlib import import_module
+    G = import_module(addon.__name__ + ".gpu_support")
+    try:
+        folder = G.folder_for(addon.__name__)
+        if args.remove_gpu_support:
+            note = G.remove(folder)
+            print(f"[gpu] removed GPU support from {folder}" + (f" ({note})" if note else ""),
+                  flush=True)
+            return 0
+        shown = [-1]
+
+        def progress(fraction, line):
+            pct = int(100 * fraction)
+            print(f"[gpu] {pct:3d}% {line}" if pct != shown[0] else f"[gpu]      {line}",
+                  flush=True)
+            shown[0] = pct
+        _, act, status = G.install_and_probe(folder, wheels=args.wheels, progress=progress,
+                                             run_probe=run_probe or G.probe)
+    except KeyboardInterrupt:
+        print("\nerror: interrupted; nothing was installed", file=sys.stderr)
+        return 2
+    except (G.GpuSupportError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if act is not None and act.error:
+        print(f"error: GPU support installed in {folder}, but {act.error}", file=sys.stderr)
+        return 2
+    if not status.ok:
+        print(f"error: GPU support installed in {folder}, but the GPU probe failed: "
+              f"{status.summary()}", file=sys.stderr)
+        return 2
+    print(f"[gpu] GPU support installed in {folder}: {status.summary()}", flush=True)
+    return 0
+
+
+def activate_gpu_support(addon):
+    """The installed GPU support on sys.path before the bake imports cupy (the add-on's
+    register() does this inside Blender; here the add-on may not be registered)."""
+    from importlib import import_module
+    G = import_module(addon.__name__ + ".gpu_support")
+    try:
+        act = G.activate(G.folder_for(addon.__name__))
+    except Exception as exc:  # never stop a bake for this
+        print(f"[noise] GPU support not activated: {exc}", file=sys.stderr)
+        return
+    if act is not None and act.error:
+        print(f"[noise] GPU support not activated: {act.error}", file=sys.stderr)
+
+
 def main(argv=None, blend_file=None):
     in_blender = "bpy" in sys.modules and blend_file is None and argv is None
     if argv is None:
@@ -137,6 +209,8 @@ def main(argv=None, blend_file=None):
             argv = sys.argv[sys.argv.index("--") + 1:] if "--" in sys.argv else []
         else:
             argv = sys.argv[1:]
+    if any(a in GPU_FLAGS for a in argv):
+        return gpu_main(argv)
     prog = ("blender -b FILE.blend --python headless.py --" if in_blender
             else "python headless.py FILE.blend")
     parser = build_parser(prog)
@@ -158,6 +232,7 @@ def main(argv=None, blend_file=None):
               file=sys.stderr)
         return 2
     addon = _import_addon()
+    activate_gpu_support(addon)
     from importlib import import_module
     bake = import_module(addon.__name__ + ".bake")
 

@@ -1,5 +1,6 @@
 """Operators: Bake (modal from the UI, Esc cancels; blocking when executed from a
-script) and Refresh Device."""
+script), Refresh Device, and Install / Remove GPU Support."""
+import os
 import queue
 import threading
 import traceback
@@ -179,7 +180,205 @@ class CUPYNOISE_OT_refresh_device(bpy.types.Operator):
         return {"FINISHED"}
 
 
-classes = (CUPYNOISE_OT_bake, CUPYNOISE_OT_refresh_device)
+# --------------------------------------------------------------------------- GPU support
+
+class GpuJob:
+    """One Install GPU support run: pip in a worker thread (``progress``, ``line`` and
+    ``lines`` for the UI), then activation and the probe on the main thread (``finish``).
+    ``JOB`` holds the latest, for the preferences to draw."""
+
+    def __init__(self, folder, wheels, chosen):
+        self.folder, self.wheels, self.chosen = folder, wheels, chosen
+        self.progress, self.line, self.lines = 0.0, "starting pip", []
+        self.cancel = False
+        self.outcome = None           # ("ok", manifest) or ("error", exception)
+        self.summary = None           # the probe's summary, once finished
+        self.ok = None
+        self.thread = threading.Thread(target=self._work, daemon=True)
+
+    def _work(self):
+        from . import gpu_support as G
+
+        def progress(fraction, line):
+            self.progress, self.line = fraction, line
+            self.lines = (self.lines + [line])[-200:]
+            print(f"cupy_noise: [gpu] {line}", flush=True)
+        try:
+            self.outcome = ("ok", G.install(self.folder, self.chosen, wheels=self.wheels,
+                                            progress=progress,
+                                            cancelled=lambda: self.cancel))
+        except BaseException as exc:  # reported on the main thread
+            self.outcome = ("error", exc)
+
+    def finish(self):
+        """Activate and probe (main thread). Returns (report level, message)."""
+        from . import gpu_support as G
+        kind, value = self.outcome
+        if kind == "error":
+            self.ok, self.summary = False, str(value)
+            if isinstance(value, G.Cancelled):
+                return "WARNING", self.summary
+            if not isinstance(value, (G.GpuSupportError, OSError)):
+                traceback.print_exception(value)
+            return "ERROR", f"Install GPU support failed: {value}"
+        act = G.activate(self.folder)
+        if act is not None and act.error:
+            self.ok, self.summary = False, act.error
+            return "ERROR", f"GPU support installed, but {act.error}"
+        self.line = "probing the GPU (compiling and launching a kernel)"
+        try:
+            status = G.probe()
+        except Exception as exc:  # cupy_core too old, anything unexpected
+            self.ok, self.summary = False, f"the GPU probe failed: {exc!r}"
+            return "WARNING", f"GPU support installed; {self.summary}"
+        self.progress, self.ok, self.summary = 1.0, bool(status.ok), status.summary()
+        self.line = self.summary
+        try:
+            from .bake import device_info
+            device_info(refresh=True)
+        except Exception:
+            pass
+        if status.ok:
+            return "INFO", f"GPU support installed: {self.summary}"
+        return "WARNING", f"GPU support installed, but the probe failed: {self.summary}"
+
+
+JOB = None
+
+
+def _redraw_preferences(context):
+    wm = getattr(context, "window_manager", None)
+    for window in getattr(wm, "windows", ()):
+        for area in window.screen.areas:
+            if area.type == "PREFERENCES":
+                area.tag_redraw()
+
+
+def _gpu_folder():
+    from . import gpu_support as G
+    return G.folder_for(__package__)
+
+
+class CUPYNOISE_OT_install_gpu_support(bpy.types.Operator):
+    """Install CuPy and the CUDA compiler (NVRTC) wheels it needs, matching Blender's
+    NumPy and the NVIDIA driver, into this add-on's own folder (pip; downloads about
+    200 MB unless a wheels folder is given)"""
+    bl_idname = "cupy_noise.install_gpu_support"
+    bl_label = "Install GPU Support"
+    bl_options = {"REGISTER"}
+
+    wheels: bpy.props.StringProperty(
+        name="Wheels Folder", subtype="DIR_PATH",
+        description="Install from this folder of wheels, without network (default: the "
+                    "add-on preferences' folder, else download from PyPI)")
+
+    def _start(self, context):
+        global JOB
+        from . import gpu_support as G
+        if JOB is not None and JOB.thread.is_alive():
+            self.report({"ERROR"}, "GPU support is being installed already")
+            return None
+        wheels = bpy.path.abspath(self.wheels) if self.wheels else None
+        if wheels is None:
+            prefs = context.preferences.addons.get(__package__)
+            folder = getattr(getattr(prefs, "preferences", None), "gpu_wheels", "")
+            wheels = bpy.path.abspath(folder) if folder else None
+        if wheels is None and not getattr(bpy.app, "online_access", True):
+            self.report({"ERROR"}, "Blender's online access is off (Preferences > System > "
+                                   "Network > Allow Online Access): turn it on, or give a "
+                                   "wheels folder")
+            return None
+        try:
+            chosen = G.choose_plan(G.numpy_version(), G.driver_cuda_version())
+            folder = _gpu_folder()
+        except G.GpuSupportError as exc:
+            self.report({"ERROR"}, str(exc))
+            return None
+        JOB = GpuJob(folder, wheels, chosen)
+        JOB.line = chosen.describe()
+        JOB.thread.start()
+        return JOB
+
+    def _end(self, context, job):
+        level, message = job.finish()
+        _redraw_preferences(context)
+        self.report({level}, message)
+        return {"FINISHED"} if level != "ERROR" and job.outcome[0] == "ok" else {"CANCELLED"}
+
+    def execute(self, context):
+        job = self._start(context)
+        if job is None:
+            return {"CANCELLED"}
+        job.thread.join()
+        return self._end(context, job)
+
+    def invoke(self, context, event):
+        job = self._start(context)
+        if job is None:
+            return {"CANCELLED"}
+        wm = context.window_manager
+        wm.progress_begin(0, 1000)
+        self._timer = wm.event_timer_add(0.1, window=context.window)
+        wm.modal_handler_add(self)
+        return {"RUNNING_MODAL"}
+
+    def modal(self, context, event):
+        job = JOB
+        if event.type == "ESC":
+            job.cancel = True
+            return {"RUNNING_MODAL"}
+        if event.type != "TIMER":
+            return {"PASS_THROUGH"}
+        context.window_manager.progress_update(int(1000 * job.progress))
+        _status(context, f"Installing GPU support {100 * job.progress:.0f}%: "
+                         f"{job.line[:100]} (Esc to cancel)")
+        _redraw_preferences(context)
+        if job.thread.is_alive():
+            return {"RUNNING_MODAL"}
+        self._cleanup(context)
+        return self._end(context, job)
+
+    def _cleanup(self, context):
+        wm = context.window_manager
+        wm.event_timer_remove(self._timer)
+        wm.progress_end()
+        _status(context, None)
+
+    def cancel(self, context):
+        JOB.cancel = True
+        JOB.thread.join()
+        self._cleanup(context)
+
+
+class CUPYNOISE_OT_remove_gpu_support(bpy.types.Operator):
+    """Delete the GPU support this add-on installed (its folder) and stop using it"""
+    bl_idname = "cupy_noise.remove_gpu_support"
+    bl_label = "Remove GPU Support"
+    bl_options = {"REGISTER"}
+
+    def execute(self, context):
+        global JOB
+        from . import gpu_support as G
+        if JOB is not None and JOB.thread.is_alive():
+            self.report({"ERROR"}, "GPU support is being installed: wait or press Esc")
+            return {"CANCELLED"}
+        folder = _gpu_folder()
+        if not os.path.exists(folder) and G.active() is None:
+            self.report({"INFO"}, "GPU support is not installed")
+            return {"FINISHED"}
+        try:
+            note = G.remove(folder)
+        except G.GpuSupportError as exc:
+            self.report({"ERROR"}, str(exc))
+            return {"CANCELLED"}
+        JOB = None
+        _redraw_preferences(context)
+        self.report({"INFO"}, "GPU support removed" + (f" ({note})" if note else ""))
+        return {"FINISHED"}
+
+
+classes = (CUPYNOISE_OT_bake, CUPYNOISE_OT_refresh_device,
+           CUPYNOISE_OT_install_gpu_support, CUPYNOISE_OT_remove_gpu_support)
 
 
 register, unregister = bpy.utils.register_classes_factory(classes)

@@ -8,3 +8,14 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 # tests/blender/ needs bpy (build.py runs it in .venv-bpy42 and .venv-bpy50).
 import importlib.util as _ilu  # noqa: E402
 collect_ignore = [] if _ilu.find_spec("bpy") is not None else ["blender"]
+
+
+def pytest_terminal_summary(terminalreporter):
+    """The register/stack/spill table of tests/test_nvrtc.py (tests/nvrtc.py collects
+    it), shown whether the tests pass or fail, with or without -s."""
+    report = sys.modules.get("nvrtc")
+    lines = getattr(report, "summary_lines", lambda: [])()
+    if lines:
+        terminalreporter.section("NVRTC: registers, stack, spills")
+        for line in lines:
+            terminalreporter.write_line(line)
