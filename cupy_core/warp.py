@@ -83,10 +83,16 @@ def warp(prior, positions, *, method="grid", seed=0, frame=0, at="corners", fact
                  factor=factor)
 
 
+def warp_chained(prior, positions, *, method="grid", seed=0, frame=0, at="corners",
+                 factor=None):
+    """``warp`` for noise this package made itself (the previous frame of a chained
+    bake, ``NoiseWarper``): the scan of ``prior`` for NaN and infinities is skipped."""
+    return _warp(prior, positions, method=method, seed=seed, frame=frame, at=at,
+                 factor=factor, check_values=False)
+
+
 def _warp(prior, positions, *, method="grid", seed=0, frame=0, at="corners", factor=None,
           check_values=True):
-    """``warp``; ``check_values=False`` skips the scan of ``prior`` for NaN/inf, for
-    noise this package made itself (chained bakes, ``NoiseWarper``)."""
     source_shape, channels = check_prior(prior, values=check_values)
     dims = len(source_shape)
     target_shape = check_positions(positions, dims, at)
@@ -122,6 +128,24 @@ def _bridge(prior, geom, valid, method, source_shape, target_shape, channels, se
     out = bridge.bridge_cupy(f"{name}.cu", name, geom_args, flat, n_target,
                              normalise_all, seed, frame)
     return out.reshape(target_shape + (channels,))
+
+
+def warp_masked(prior, corners, valid, *, method="grid", seed=0, frame=0):
+    """``warp(prior, corners, at="corners")`` where only the pixels ``valid (H, W)``
+    take source area (the others get the core's fresh noise and consume nothing).
+    NumPy or CuPy, as ``cupy_core.warp``."""
+    source_shape, channels = check_prior(prior)
+    target = check_positions(corners, 2, "corners")
+    valid = np.asarray(valid if array_module(valid) is np else valid.get(), bool)
+    if valid.shape != tuple(target):
+        raise ValueError(f"valid must be {tuple(target)}, got {valid.shape}")
+    if method not in ("grid", "particle"):
+        raise ValueError(f"method must be 'grid' or 'particle', got {method!r}")
+    geom = corners.astype(array_module(prior).float64, copy=False)
+    if method == "particle":
+        geom = corners_to_centers(geom)
+    return _bridge(prior, geom, valid, method, source_shape, tuple(target), channels, seed,
+                   frame)
 
 
 def partition_record(positions, source_shape, *, method="grid", at="corners", factor=None):

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cupy_core.bench import gpu_check, run as bench
+from cupy_core.bench import gpu_check, run as bench, sections
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from cuda_emulation import emulate, fake_cupy  # noqa: E402
@@ -115,7 +115,7 @@ def test_pipeline_on_emulated_cupy(tmp_path, monkeypatch):
     log = (out / "gpu-check.log").read_text()
     assert "no-such-method" in log and "x the floor" in log and "done in" in log
     md = (out / "BENCHMARKS-gpu.md").read_text()
-    assert md.startswith(gpu_check.BEGIN) and md.rstrip().endswith(gpu_check.END)
+    assert md.startswith(sections.BEGIN) and md.rstrip().endswith(sections.END)
     assert "NVIDIA H100 80GB HBM3" in md and "| 10 x 12 | 4 | grid | 0.5000 | 30 |" in md
     assert "no-such-method" in md and "CUDA runtime 13.0" in md
 
@@ -124,7 +124,7 @@ def test_pipeline_on_emulated_cupy(tmp_path, monkeypatch):
     target.write_text("# Benchmarks\n\ntext\n\n" + gpu_check.render_section(None) + "\ntail\n")
     assert gpu_check.main(["--render", str(out), "--markdown", str(target)]) == 0
     text = target.read_text()
-    assert text.count(gpu_check.END) == 1 and "No GPU results yet" not in text
+    assert text.count(sections.END) == 1 and "No GPU results yet" not in text
     assert "NVIDIA H100 80GB HBM3" in text and text.endswith("tail\n")
     assert text.startswith("# Benchmarks\n\ntext\n\n")
 
@@ -214,9 +214,9 @@ def test_placeholder_section_and_benchmarks_md(tmp_path):
     section = gpu_check.render_section(None)
     assert "No GPU results yet" in section and "python build.py gpu-check --out DIR" in section
     text = (ROOT / "BENCHMARKS.md").read_text()
-    assert text.count("<!-- gpu-check:begin") == 1 and text.count(gpu_check.END) == 1
-    assert gpu_check.merge_section(text, section) == gpu_check.merge_section(
-        gpu_check.merge_section(text, section), section)
+    assert text.count("<!-- gpu-check:begin") == 1 and text.count(sections.END) == 1
+    assert sections.merge_section(text, section) == sections.merge_section(
+        sections.merge_section(text, section), section)
     # a rerun of the CPU benchmark keeps the section
     md = tmp_path / "B.md"
     md.write_text("# old\n\n" + section.replace("No GPU results yet", "KEEP ME"))
@@ -225,5 +225,5 @@ def test_placeholder_section_and_benchmarks_md(tmp_path):
             "root_md": False}
     bench.write_markdown(md, [], None, meta)
     new = md.read_text()
-    assert "KEEP ME" in new and "# old" not in new and new.count(gpu_check.END) == 1
+    assert "KEEP ME" in new and "# old" not in new and new.count(sections.END) == 1
     assert gpu_check.main(["--render", str(tmp_path / "nothing")]) == 1

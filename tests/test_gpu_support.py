@@ -330,15 +330,15 @@ _COMPILE = textwrap.dedent("""
     except Exception as exc:
         out["device"] = f"{type(exc).__name__}: {exc}"
     sys.path.insert(0, root)
-    from cupy_core import _cuda
+    from cupy_core.methods import cuda
     from cupy._core import core
     # RawModule's options (bundled CCCL, CuPy's headers, the runtime wheel's include) and
     # NVRTC for an explicit arch: CuPy would ask the (absent) device for it.
     compiler._get_arch_for_options_for_nvrtc = lambda arch=None: (f"-arch=sm_{arch}", "cubin")
-    opts = (core.assemble_cupy_compiler_options(_cuda.OPTIONS)
+    opts = (core.assemble_cupy_compiler_options(cuda.OPTIONS)
             + getattr(compiler, "_get_extra_include_dir_opts", tuple)())
     out["options"] = list(opts)
-    src = "#include <cuda_fp16.h>\\n" + _cuda.source("white.cu")
+    src = "#include <cuda_fp16.h>\\n" + cuda.source("white.cu")
     cubin, _ = compiler.compile_using_nvrtc(src, options=opts, arch="75")
     out["cubin"] = cubin[:4].hex()
     out["cubin_size"] = len(cubin)

@@ -1,5 +1,5 @@
 """Every kernel file compiles with NVRTC, as CuPy compiles it at run time: the exact
-source text (``_cuda.source``, local includes inlined) and options (``_cuda.OPTIONS``)
+source text (``cupy_core.methods.cuda.source``, local includes inlined) and options (``cupy_core.methods.cuda.OPTIONS``)
 the package hands to CuPy, plus the ``-arch=sm_XX`` CuPy adds, with the NVRTC of
 CUDA 12 (what CuPy 13 loads) and of CUDA 13, for sm_75, sm_86, sm_89 and sm_90, to a
 CUBIN. Every ``extern "C" __global__`` kernel of the file must be in the PTX and in the
@@ -20,14 +20,14 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 import nvrtc
-from cupy_core import _cuda
+from cupy_core.methods import cuda as kernels
 
 ENV = "CUPY_CORE_NVRTC"
 # folder under $CUPY_CORE_NVRTC -> the CUDA major version its libnvrtc must have
 CUDA = {"cu12": 12, "cu13": 13}
 ARCHS = (75, 86, 89, 90)
-KERNEL_FILES = sorted(os.path.relpath(p, _cuda.HERE).replace(os.sep, "/")
-                      for p in glob.glob(os.path.join(_cuda.HERE, "**", "*.cu"),
+KERNEL_FILES = sorted(os.path.relpath(p, kernels.HERE).replace(os.sep, "/")
+                      for p in glob.glob(os.path.join(kernels.HERE, "**", "*.cu"),
                                          recursive=True))
 VERBOSE = "--ptxas-options=-v"
 _libraries = {}
@@ -74,13 +74,13 @@ def options(arch, verbose=True):
     """What CuPy passes to nvrtcCompileProgram for a RawModule of this package on an
     ``sm_{arch}`` device (CuPy asks NVRTC for a CUBIN with ``-arch=sm_XX`` when NVRTC
     supports the device), plus ptxas' verbose flag."""
-    return [*_cuda.OPTIONS, f"-arch=sm_{arch}"] + ([VERBOSE] if verbose else [])
+    return [*kernels.OPTIONS, f"-arch=sm_{arch}"] + ([VERBOSE] if verbose else [])
 
 
 def _compile(lib, arch, name):
     started = time.perf_counter()
     try:
-        out = lib.compile(_cuda.source(name), name, options(arch))
+        out = lib.compile(kernels.source(name), name, options(arch))
     except nvrtc.NVRTCError as e:
         out = nvrtc.Compiled(False, -1, str(e))
     out.seconds = time.perf_counter() - started
@@ -94,7 +94,7 @@ def compiled(cuda, arch, name):
     lib = library(cuda)
     if cuda not in _compiled:
         # biggest sources first, so that the slow ones do not trail at the end
-        jobs = [(a, n) for n in sorted(KERNEL_FILES, key=lambda n: -len(_cuda.source(n)))
+        jobs = [(a, n) for n in sorted(KERNEL_FILES, key=lambda n: -len(kernels.source(n)))
                 for a in ARCHS]
         threads = max(1, min(len(jobs), os.cpu_count() or 1))
         started = time.perf_counter()
@@ -112,7 +112,7 @@ def test_kernels_compile(cuda, arch, name):
     lib, out = compiled(cuda, arch, name)
     assert arch in lib.supported_archs(), (
         f"NVRTC {lib.version_text} does not compile for sm_{arch}: {lib.supported_archs()}")
-    source = _cuda.source(name)
+    source = kernels.source(name)
     expected = nvrtc.expected_kernels(source)
     assert expected, f"{name} defines no extern \"C\" __global__ kernel"
     assert out.ok, (f"NVRTC {lib.version_text} ({lib.wheel}) failed on {name} for "
@@ -138,8 +138,8 @@ def test_ptxas_verbose_changes_no_code(cuda):
     (which records ptxas' options). Checked on the smallest kernel file (the flag
     acts on the compiler, not on one file)."""
     lib = library(cuda)
-    name = min(KERNEL_FILES, key=lambda n: len(_cuda.source(n)))
-    source = _cuda.source(name)
+    name = min(KERNEL_FILES, key=lambda n: len(kernels.source(n)))
+    source = kernels.source(name)
     plain = lib.compile(source, name, options(86, verbose=False))
     verbose = lib.compile(source, name, options(86))
     assert plain.ok and verbose.ok, plain.log + verbose.log

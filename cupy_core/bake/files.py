@@ -147,7 +147,7 @@ def _atomic_write(path, write):
 
 def save_npy_atomic(path, array):
     """Write ``array`` as a ``.npy`` file at ``path`` atomically (no pickles)."""
-    arr = _to_numpy(array)
+    arr = to_numpy(array)
     if arr.dtype.hasobject:
         raise ValueError(f"cannot save an object array to {str(path)!r}")
     return _atomic_write(path, lambda f: np.lib.format.write_array(f, arr,
@@ -167,6 +167,11 @@ def _json_default(obj):
 
 # A JSON list of numbers (or nulls) spread over lines by indent=2.
 _NUMBER_LIST = re.compile(r"\[\s*((?:-?[\d.eE+-]+|null)(?:,\s*(?:-?[\d.eE+-]+|null))*)\s*\]")
+
+
+def json_roundtrip(obj):
+    """What ``obj`` reads back as from a JSON file, for comparing parameters."""
+    return json.loads(json.dumps(obj, default=_json_default))
 
 
 def write_json_atomic(path, obj):
@@ -229,7 +234,7 @@ def noise_to_preview(noise):
     ``clip(round(128 + 42.5 * x), 0, 255)``: +-3 standard deviations span the range,
     so 0.3 % of the values clip. NaN shows as mid-grey 128.
     """
-    arr = _to_numpy(noise)
+    arr = to_numpy(noise)
     if arr.ndim == 2:
         arr = arr[:, :, None]
     if arr.ndim != 3 or arr.shape[2] < 1:
@@ -343,7 +348,7 @@ def bake_json(params, *, status, frames=None, extra=None):
 
 # --------------------------------------------------------------------------- helpers
 
-def _to_numpy(array):
+def to_numpy(array):
     """NumPy view of a NumPy or CuPy array (CuPy's ``.get()`` copies to the host)."""
     if not isinstance(array, np.ndarray) and hasattr(array, "get") and hasattr(array, "shape"):
         array = array.get()

@@ -15,11 +15,11 @@ from pathlib import Path
 
 import numpy as np
 
-from . import files as _io
+from . import files
 from .progress import Progress
-from ..warp import _warp
+from ..warp import warp_chained
 
-__all__ = ["bake_flow_sequence", "bake_frames", "flow_positions", "BakeResult", "BakeMismatchError",
+__all__ = ["bake_flow_sequence", "bake_chain", "bake_frames", "flow_positions", "BakeResult", "BakeMismatchError",
            "STATUS_IN_PROGRESS", "STATUS_COMPLETE"]
 
 STATUS_IN_PROGRESS = "in progress"
@@ -28,7 +28,7 @@ NOISE_PREFIX = "noise"
 PREVIEW_PREFIX = "preview"
 
 
-class BakeMismatchError(_io.OutputError):
+class BakeMismatchError(files.OutputError):
     """The output folder holds a bake made with other parameters: resuming would mix
     two bakes. The message names the differing parameters."""
 
@@ -118,26 +118,21 @@ def _positions_source(positions, need_first=True):
     return None, first, get
 
 
-def _normalise(obj):
-    """What ``obj`` reads back as from JSON, for comparing parameters."""
-    return json.loads(json.dumps(obj, default=_io._json_default))
-
-
 def _read_bake_json(path):
     try:
         with open(path, encoding="utf-8") as f:
             record = json.load(f)
     except (OSError, ValueError) as exc:
-        raise _io.OutputError(f"cannot read {str(path)!r}: {exc}") from None
-    if not isinstance(record, dict) or record.get("format") != _io.BAKE_FORMAT:
-        raise _io.OutputError(f"{str(path)!r} is not a cupy_core bake.json")
+        raise files.OutputError(f"cannot read {str(path)!r}: {exc}") from None
+    if not isinstance(record, dict) or record.get("format") != files.BAKE_FORMAT:
+        raise files.OutputError(f"{str(path)!r} is not a cupy_core bake.json")
     return record
 
 
 def _frames_on_disk(out_dir, prefix, ext):
     found = set()
     for entry in out_dir.iterdir():
-        frame = _io.parse_frame_name(prefix, entry.name, ext)
+        frame = files.parse_frame_name(prefix, entry.name, ext)
         if frame is not None and entry.is_file():
             found.add(frame)
     return found
@@ -148,8 +143,8 @@ def _discard_earlier_bake(out_dir):
     interrupted new bake could later be resumed from the old bake's frames."""
     for prefix, ext in ((NOISE_PREFIX, "npy"), (PREVIEW_PREFIX, "png")):
         for frame in _frames_on_disk(out_dir, prefix, ext):
-            (out_dir / _io.frame_name(prefix, frame, ext)).unlink()
-    for name in (_io.LATENTS_NAME, _io.BAKE_JSON_NAME):
+            (out_dir / files.frame_name(prefix, frame, ext)).unlink()
+    for name in (files.LATENTS_NAME, files.BAKE_JSON_NAME):
         if (out_dir / name).exists():
             (out_dir / name).unlink()
 
@@ -224,24 +219,41 @@ def bake_flow_sequence(positions, out_dir, *, method="grid", seed=0, channels=4,
             return cupy_core.white_noise(shape, channels, seed=seed, frame=first_frame,
                                          xp=xp)
         pos = get_positions(i - 1)   # positions[t] makes frame first_frame + t + 1
-        return _warp(previous, xp.asarray(pos), method=method, seed=seed,
-                     frame=first_frame + i, at=at, check_values=False, **warp_options)
+        return warp_chained(previous, xp.asarray(pos), method=method, seed=seed,
+                            frame=first_frame + i, at=at, **warp_options)
 
-    return _run_bake(out_dir, params, None if count is None else count + 1,
-                     first_frame, shape + (channels,), latent_factor, produce,
-                     chained=True, preview=preview, resume=resume, progress=progress,
-                     xp=xp)
+    return bake_chain(produce, out_dir, params=params,
+                      frame_count=None if count is None else count + 1,
+                      first_frame=first_frame, noise_shape=shape + (channels,),
+                      latent_factor=latent_factor, preview=preview, resume=resume,
+                      progress=progress, xp=xp)
+
+
+def bake_chain(step, out_dir, *, params, frame_count, first_frame, noise_shape,
+               latent_factor=1, progress=True, preview=False, resume=True, xp=None,
+               on_frame=None):
+    """The loop for chained frames, 2-D or 3-D: ``step(i, previous)`` makes frame
+    ``first_frame + i`` from frame i - 1's noise (``previous`` is None for i = 0);
+    ``frame_count`` frames, or None to go until ``step`` raises StopIteration or
+    IndexError. ``params``: JSON-able parameters recorded in bake.json and compared
+    on resume; ``noise_shape``: ``(..., C)`` of one frame. ``on_frame(frame, noise)``
+    is called for every frame, resumed ones included, once its ``.npy`` is on disk
+    (extra outputs: EXR, VDB...). Files, resume and bake.json as ``bake_flow_sequence``."""
+    return _run_bake(out_dir, params, frame_count, first_frame, tuple(noise_shape),
+                     latent_factor, step, chained=True, preview=preview, resume=resume,
+                     progress=progress, xp=xp, on_frame=on_frame)
 
 
 def bake_frames(make_frame, out_dir, *, frame_count, shape, channels=4,
                 latent_factor=1, first_frame=0, source=None, params=None,
-                progress=True, preview=False, resume=True, xp=None):
+                progress=True, preview=False, resume=True, xp=None, on_frame=None):
     """Bake a sequence whose frames are made independently (not chained): frame
     ``first_frame + i`` is ``make_frame(i)``, an ``(H, W, C)`` NumPy or CuPy array, for
     i = 0 .. ``frame_count`` - 1. The same outputs, atomic files, bake.json and resume
     as ``bake_flow_sequence`` (a resumed bake calls ``make_frame`` only for the frames
     still missing). ``params`` are extra JSON-able parameters recorded in bake.json
-    and compared on resume (method, seed, texture size...)."""
+    and compared on resume (method, seed, texture size...); ``on_frame`` as in
+    ``bake_chain``."""
     channels = _check_int("channels", channels, 1)
     latent_factor = _check_int("latent factor", latent_factor, 1)
     first_frame = _check_int("first frame", first_frame)
@@ -257,7 +269,8 @@ def bake_frames(make_frame, out_dir, *, frame_count, shape, channels=4,
     record.update(params or {})
     return _run_bake(out_dir, record, frame_count, first_frame, shape + (channels,),
                      latent_factor, lambda i, previous: make_frame(i), chained=False,
-                     preview=preview, resume=resume, progress=progress, xp=xp)
+                     preview=preview, resume=resume, progress=progress, xp=xp,
+                     on_frame=on_frame)
 
 
 def _run_bake(out_dir, params, total, first_frame, noise_shape, latent_factor, produce, *,
@@ -272,11 +285,11 @@ def _run_bake(out_dir, params, total, first_frame, noise_shape, latent_factor, p
     xp = np if xp is None else xp
     shape = noise_shape[:-1]
     count = None if total is None else total - 1
-    out_dir = _io.check_output_dir(out_dir)
-    _io.remove_stale_temporaries(out_dir)
+    out_dir = files.check_output_dir(out_dir)
+    files.remove_stale_temporaries(out_dir)
 
-    params = _normalise(params)
-    bake_path = out_dir / _io.BAKE_JSON_NAME
+    params = files.json_roundtrip(params)
+    bake_path = out_dir / files.BAKE_JSON_NAME
 
     # --- what is already there
     done = []          # frames kept from an earlier run
@@ -285,7 +298,7 @@ def _run_bake(out_dir, params, total, first_frame, noise_shape, latent_factor, p
         _discard_earlier_bake(out_dir)
     elif bake_path.exists():
         old = _read_bake_json(bake_path)
-        differ = [k for k in params if _normalise(old.get(k)) != params[k]]
+        differ = [k for k in params if files.json_roundtrip(old.get(k)) != params[k]]
         if differ:
             detail = "; ".join(f"{k}: {old.get(k)!r} there, {params[k]!r} now" for k in differ)
             raise BakeMismatchError(
@@ -305,26 +318,26 @@ def _run_bake(out_dir, params, total, first_frame, noise_shape, latent_factor, p
             done.append(frame)
             frame += 1
     elif _frames_on_disk(out_dir, NOISE_PREFIX, "npy"):
-        raise _io.OutputError(
+        raise files.OutputError(
             f"output folder {str(out_dir)!r} has noise frames but no bake.json, so they "
             "cannot be resumed safely; use another folder, or resume=False "
             "(--no-resume) to overwrite them")
 
     def noise_path(frame):
-        return out_dir / _io.frame_name(NOISE_PREFIX, frame, "npy")
+        return out_dir / files.frame_name(NOISE_PREFIX, frame, "npy")
 
     def write_frame(frame, noise_np):
-        _io.save_npy_atomic(noise_path(frame), noise_np)
+        files.save_npy_atomic(noise_path(frame), noise_np)
         if preview:
-            _io.write_png_atomic(out_dir / _io.frame_name(PREVIEW_PREFIX, frame, "png"),
-                                 _io.noise_to_preview(noise_np))
+            files.write_png_atomic(out_dir / files.frame_name(PREVIEW_PREFIX, frame, "png"),
+                                 files.noise_to_preview(noise_np))
         if on_frame is not None:
             on_frame(frame, noise_np)
 
     already_complete = (old is not None and old.get("status") == STATUS_COMPLETE
                         and count is not None and len(done) == count + 1)
     if not already_complete:
-        _io.write_json_atomic(bake_path, _io.bake_json(params, status=STATUS_IN_PROGRESS,
+        files.write_json_atomic(bake_path, files.bake_json(params, status=STATUS_IN_PROGRESS,
                                                        frames=done))
 
     # --- the frame loop
@@ -334,17 +347,17 @@ def _run_bake(out_dir, params, total, first_frame, noise_shape, latent_factor, p
         if done:
             noise_np = np.load(noise_path(done[-1]), allow_pickle=False)
             if noise_np.shape != noise_shape or noise_np.dtype != np.float32:
-                raise _io.OutputError(
+                raise files.OutputError(
                     f"{str(noise_path(done[-1]))!r} is {noise_np.dtype} {noise_np.shape}, "
                     f"expected float32 {noise_shape}: not a frame of this bake")
             if not np.isfinite(noise_np).all():   # the chain goes on from it unchecked
-                raise _io.OutputError(f"{str(noise_path(done[-1]))!r} has non-finite "
+                raise files.OutputError(f"{str(noise_path(done[-1]))!r} has non-finite "
                                       "values: not a frame of this bake")
             if preview:  # an earlier run may have had previews off
                 for frame in done:
-                    png = out_dir / _io.frame_name(PREVIEW_PREFIX, frame, "png")
+                    png = out_dir / files.frame_name(PREVIEW_PREFIX, frame, "png")
                     if not png.exists():
-                        _io.write_png_atomic(png, _io.noise_to_preview(
+                        files.write_png_atomic(png, files.noise_to_preview(
                             np.load(noise_path(frame), allow_pickle=False)))
             if on_frame is not None:
                 for frame in done:
@@ -356,7 +369,7 @@ def _run_bake(out_dir, params, total, first_frame, noise_shape, latent_factor, p
             if tuple(noise.shape) != noise_shape:
                 raise ValueError(f"frame {first_frame} has shape {tuple(noise.shape)}, "
                                  f"the bake's is {noise_shape}")
-            write_frame(first_frame, _io._to_numpy(noise))
+            write_frame(first_frame, files.to_numpy(noise))
             frames.append(first_frame)
             bar.update()
 
@@ -372,27 +385,27 @@ def _run_bake(out_dir, params, total, first_frame, noise_shape, latent_factor, p
             if tuple(noise.shape) != noise_shape:
                 raise ValueError(f"positions for frame {frame} give a frame of shape "
                                  f"{tuple(noise.shape)}, the bake's is {noise_shape}")
-            write_frame(frame, _io._to_numpy(noise))
+            write_frame(frame, files.to_numpy(noise))
             frames.append(frame)
             bar.update()
             t += 1
 
     # --- latents and the final record
-    latents_path = out_dir / _io.LATENTS_NAME
+    latents_path = out_dir / files.LATENTS_NAME
     latents_shape = ((len(frames),) + tuple(n // latent_factor for n in shape)
                      + (noise_shape[-1],))
     if already_complete and latents_path.exists():
         record = old
     else:
-        _io.assemble_latents(out_dir, frames, latent_factor)
+        files.assemble_latents(out_dir, frames, latent_factor)
         extra = {
             "noise_shape": list(noise_shape), "latents_shape": list(latents_shape),
             "files": {"noise": NOISE_PREFIX + "_{frame:04d}.npy",
                       "preview": (PREVIEW_PREFIX + "_{frame:04d}.png") if preview else None,
-                      "latents": _io.LATENTS_NAME},
+                      "latents": files.LATENTS_NAME},
         }
-        record = _io.bake_json(params, status=STATUS_COMPLETE, frames=frames, extra=extra)
-        _io.write_json_atomic(bake_path, record)
+        record = files.bake_json(params, status=STATUS_COMPLETE, frames=frames, extra=extra)
+        files.write_json_atomic(bake_path, record)
     return BakeResult(out_dir=out_dir, frames=frames, noise_shape=noise_shape,
                       latents_path=latents_path, latents_shape=latents_shape,
                       resumed_frames=len(done), record=record)

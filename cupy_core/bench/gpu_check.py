@@ -45,6 +45,7 @@ import numpy as np
 
 import cupy_core
 from . import run as bench
+from .sections import BEGIN, END, merge_section
 from ..device import gpu_status
 from ..bake.files import atomic_path, write_json_atomic
 
@@ -79,9 +80,6 @@ MIN_CONFIG_S = 20.0
 # for grid and particle: bench.PRODUCT_BUDGET).
 FRAMES = 30
 CONFIG_BUDGET_S = 10.0
-BEGIN = "<!-- gpu-check:begin (generated: python build.py gpu-check --render DIR) -->"
-END = "<!-- gpu-check:end -->"
-_BEGIN_RE = re.compile(r"<!-- gpu-check:begin\b[^>]*-->")
 EXIT_OK, EXIT_FAILED, EXIT_NO_GPU, EXIT_DEADLINE = 0, 1, 2, 124
 
 
@@ -627,32 +625,6 @@ def render_section(state=None):
         f"Reproduce: `{COMMAND} --out DIR` on the GPU machine, then "
         f"`{COMMAND} --render DIR` here.", "", END]
     return "\n".join(L) + "\n"
-
-
-def merge_section(text, section):
-    """``text`` with its GPU section (between the markers) replaced by ``section``, or
-    ``section`` appended where it has none."""
-    section = section.rstrip("\n")
-    m = _BEGIN_RE.search(text)
-    if m is not None:
-        e = text.find(END, m.end())
-        if e >= 0:
-            return text[:m.start()] + section + text[e + len(END):]
-    return text.rstrip("\n") + "\n\n" + section + "\n"
-
-
-def carry_section(path, new_text):
-    """For bench.write_markdown: keep the GPU section that ``path`` has (a rerun of the
-    CPU benchmark must not drop it)."""
-    try:
-        old = Path(path).read_text()
-    except OSError:
-        return new_text
-    m = _BEGIN_RE.search(old)
-    e = old.find(END, m.end()) if m else -1
-    if m is None or e < 0:
-        return new_text
-    return merge_section(new_text, old[m.start():e + len(END)])
 
 
 def render(out, markdown=ROOT / "BENCHMARKS.md"):

@@ -50,6 +50,7 @@ from .. import stats
 from ..device import gpu_available, gpu_status
 from ..conventions import pixel_corners
 from ..bake.files import write_json_atomic
+from .sections import carry_section   # a CPU rerun keeps the GPU check's section
 
 ROOT = Path(__file__).resolve().parents[2]
 FACTORS = (4, 8, 16)
@@ -786,7 +787,6 @@ def write_markdown(path, records, quality, meta):
         L += quality_tables(quality)
         L += ["![convergence](benchmarks/convergence.png)" if meta.get("root_md")
               else "![convergence](convergence.png)", ""]
-    from .gpu_check import carry_section   # a CPU rerun keeps the GPU check's section
     Path(path).write_text(carry_section(path, "\n".join(L)))
 
 

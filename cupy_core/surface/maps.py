@@ -28,12 +28,13 @@ import numpy as np
 
 from ..methods import rng
 from ..conventions import array_module, corners_to_centers
+from ..warp import warp_masked
 from .camera import background_positions, project
 from .raster import corner_points, interpolate, rasterize
 from .uvmap import uv_islands, uv_to_texture
 
 __all__ = ["Mesh", "uv_positions", "geometry_positions", "surface_noise",
-           "texture_noise", "screen_noise", "warp_masked", "surface_uv", "SURFACE_KEY",
+           "texture_noise", "screen_noise", "surface_uv", "SURFACE_KEY",
            "BACKGROUND_RULES", "GEOMETRY_BACKGROUND_RULES"]
 
 SURFACE_KEY = 0                       # the frame word of every texture -> screen warp
@@ -199,27 +200,6 @@ def screen_noise(shape, channels, *, seed=0, frame=0, cells=None):
     z = rng.normals(np.asarray(cells, np.uint64), _SCREEN_WORD, rng.STREAM_FRESH,
                     channels, frame, seed)
     return z.astype(np.float32)
-
-
-def warp_masked(prior, corners, valid, *, method="grid", seed=0, frame=0):
-    """``warp(prior, corners, at="corners")`` where only the pixels ``valid (H, W)``
-    take source area (the others get the core's fresh noise and consume nothing).
-    NumPy or CuPy, as ``cupy_core.warp``."""
-    from ..conventions import check_positions, check_prior
-    from ..warp import _bridge
-
-    source_shape, channels = check_prior(prior)
-    target = check_positions(corners, 2, "corners")
-    valid = np.asarray(valid if array_module(valid) is np else valid.get(), bool)
-    if valid.shape != tuple(target):
-        raise ValueError(f"valid must be {tuple(target)}, got {valid.shape}")
-    if method not in ("grid", "particle"):
-        raise ValueError(f"method must be 'grid' or 'particle', got {method!r}")
-    geom = corners.astype(array_module(prior).float64, copy=False)
-    if method == "particle":
-        geom = corners_to_centers(geom)
-    return _bridge(prior, geom, valid, method, source_shape, tuple(target), channels, seed,
-                   frame)
 
 
 def surface_noise(texture, corners, valid, *, method="grid", seed=0, frame=0,

@@ -12,8 +12,8 @@ ones included, after its ``.npy`` is on disk: the add-on writes its OpenVDB file
 """
 import numpy as np
 
-from ..bake.loop import _normalise, _run_bake
-from ..warp import _warp
+from ..bake.loop import bake_chain
+from ..warp import warp_chained
 
 __all__ = ["bake_volume_sequence"]
 
@@ -39,11 +39,11 @@ def bake_volume_sequence(positions, out_dir, *, shape, method="grid", seed=0, ch
     count = len(positions)
     warp_options = dict(warp_options or {})
     corners = tuple(n + 1 for n in shape) + (3,)
-    params = _normalise({
+    params = {
         "source": source, "method": method, "seed": int(seed), "channels": channels,
         "at": "corners", "shape": list(shape), "first_frame": first_frame,
         "frame_count": count + 1, "latent_factor": latent_factor, "dims": 3,
-        "warp_options": warp_options})
+        "warp_options": warp_options}
 
     def produce(i, previous):
         if i == 0:
@@ -55,9 +55,10 @@ def bake_volume_sequence(positions, out_dir, *, shape, method="grid", seed=0, ch
         if tuple(pos.shape) != corners:
             raise ValueError(f"positions for frame {frame} have shape {tuple(pos.shape)}; "
                              f"expected {corners}")
-        return _warp(previous, pos, method=method, seed=int(seed), frame=frame,
-                     at="corners", check_values=False, **warp_options)
+        return warp_chained(previous, pos, method=method, seed=int(seed), frame=frame,
+                            at="corners", **warp_options)
 
-    return _run_bake(out_dir, params, count + 1, first_frame, shape + (channels,),
-                     latent_factor, produce, chained=True, preview=False, resume=resume,
-                     progress=False, xp=xp, on_frame=on_frame)
+    return bake_chain(produce, out_dir, params=params, frame_count=count + 1,
+                      first_frame=first_frame, noise_shape=shape + (channels,),
+                      latent_factor=latent_factor, progress=False, resume=resume, xp=xp,
+                      on_frame=on_frame)

@@ -20,7 +20,7 @@ Rest grid: ``origin + spacing * (j, i, k)`` for the point ``[k, i, j]`` of a
 """
 import numpy as np
 
-from .grid import VolumeInputError, _float_field, trilinear
+from .grid import VolumeInputError, float_field, trilinear
 
 __all__ = ["SampledDeformation", "probe_grid", "rest_points"]
 
@@ -62,7 +62,7 @@ def _check_samples(a, counts, name):
     if a.shape != (nz, ny, nx, 3):
         raise VolumeInputError(f"{name} must be (nz, ny, nx, 3) = {(nz, ny, nx, 3)}, got "
                                f"{a.shape}")
-    return _float_field(a, name)
+    return float_field(a, name)
 
 
 class SampledDeformation:

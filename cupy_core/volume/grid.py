@@ -57,7 +57,7 @@ class VolumeInputError(ValueError):
     frame...): the message says what and where."""
 
 
-def _matrix(m, name):
+def as_matrix(m, name):
     m = np.asarray(m, dtype=np.float64)
     if m.shape != (4, 4) or not np.isfinite(m).all():
         raise VolumeInputError(f"{name} must be a finite 4x4 matrix, got shape {m.shape}")
@@ -66,7 +66,7 @@ def _matrix(m, name):
     return m
 
 
-def _float_field(a, what):
+def float_field(a, what):
     """``a`` as float64 if it is a floating-point array of finite values; otherwise a
     ``VolumeInputError`` naming ``what``."""
     a = np.asarray(a)
@@ -90,7 +90,7 @@ class Domain:
         if len(shape) != 3 or min(shape) < 1:
             raise VolumeInputError(f"domain shape must be (D, H, W) with each >= 1, got {shape}")
         self.shape = shape
-        self.voxel_to_world = _matrix(voxel_to_world, "the domain's voxel-to-world matrix")
+        self.voxel_to_world = as_matrix(voxel_to_world, "the domain's voxel-to-world matrix")
 
     @classmethod
     def from_box(cls, bmin, bmax, resolution, matrix=None, scale=None):
@@ -112,7 +112,7 @@ class Domain:
         res = int(resolution)
         if res < 1:
             raise VolumeInputError(f"domain resolution must be >= 1, got {resolution}")
-        m = np.eye(4) if matrix is None else _matrix(matrix, "the domain's world matrix")
+        m = np.eye(4) if matrix is None else as_matrix(matrix, "the domain's world matrix")
         scale = (np.linalg.norm(m[:3, :3], axis=0) if scale is None
                  else np.asarray(scale, np.float64))
         size = np.abs(ext * scale).astype(np.float32)
@@ -154,15 +154,15 @@ def corner_points(shape):
 def affine_positions(shape, backward):
     """Corners of ``shape`` mapped by the 4x4 ``backward`` (voxel coords of frame f ->
     voxel coords of frame f-1)."""
-    return _apply(_matrix(backward, "the backward matrix"), corner_points(shape))
+    return _apply(as_matrix(backward, "the backward matrix"), corner_points(shape))
 
 
 def rigid_positions(domain_now, domain_prev, matrix_now, matrix_prev):
     """Backward positions of noise attached to an object (world matrices ``matrix_now``
     at f, ``matrix_prev`` at f-1), for the whole domain:
     ``V_{f-1}^{-1} M_{f-1} M_f^{-1} V_f`` at every corner."""
-    m_now = _matrix(matrix_now, "the object's matrix at frame f")
-    m_prev = _matrix(matrix_prev, "the object's matrix at frame f-1")
+    m_now = as_matrix(matrix_now, "the object's matrix at frame f")
+    m_prev = as_matrix(matrix_prev, "the object's matrix at frame f-1")
     b = np.linalg.inv(domain_prev.voxel_to_world) @ m_prev @ np.linalg.inv(m_now) @ \
         domain_now.voxel_to_world
     return affine_positions(domain_now.shape, b)
@@ -195,7 +195,7 @@ def object_positions(domain_now, domain_prev, movers, follow="all"):
     out = _apply(to_prev, world)                  # static in world
     taken = np.zeros(world.shape[:-1], bool)
     for m_now, m_prev, box, deformation in movers:
-        m_now = _matrix(m_now, "an object's matrix at frame f")
+        m_now = as_matrix(m_now, "an object's matrix at frame f")
         local = _apply(np.linalg.inv(m_now), world)
         if box is None:
             inside = np.ones(taken.shape, bool)
@@ -204,7 +204,7 @@ def object_positions(domain_now, domain_prev, movers, follow="all"):
             inside = ((local >= lo) & (local <= hi)).all(axis=-1)
         sel = inside & ~taken
         if deformation is None:
-            m_prev = _matrix(m_prev, "an object's matrix at frame f-1")
+            m_prev = as_matrix(m_prev, "an object's matrix at frame f-1")
             out[sel] = _apply(to_prev @ m_prev, local[sel])
         else:
             out[sel] = _apply(to_prev, deformation.backward(world[sel]))
@@ -220,7 +220,7 @@ class VelocityGrid:
         if data.ndim != 4 or data.shape[-1] != 3 or min(data.shape[:3]) < 1:
             raise VolumeInputError(f"a velocity grid must be (D, H, W, 3), got shape "
                                    f"{tuple(data.shape)}")
-        data = _float_field(data, "the velocity grid")
+        data = float_field(data, "the velocity grid")
         if units == "second":
             if fps is None or not fps > 0:
                 raise VolumeInputError(f"velocity in units per second needs fps > 0, got {fps}")
@@ -228,7 +228,7 @@ class VelocityGrid:
         elif units != "frame":
             raise VolumeInputError(f"velocity units must be 'frame' or 'second', got {units!r}")
         self.data = data
-        self.voxel_to_world = _matrix(voxel_to_world, "the velocity grid's voxel-to-world matrix")
+        self.voxel_to_world = as_matrix(voxel_to_world, "the velocity grid's voxel-to-world matrix")
         self._to_voxel = np.linalg.inv(self.voxel_to_world)
 
     @property
@@ -308,7 +308,7 @@ def load_velocity_frame(path, shape=None):
     if shape is not None and tuple(data.shape[:3]) != tuple(shape):
         raise VolumeInputError(f"velocity file {path!r} is {data.shape[:3]} voxels (D, H, W); "
                                f"the domain is {tuple(shape)}")
-    _float_field(data, f"velocity file {path!r}")
+    float_field(data, f"velocity file {path!r}")
     return data
 
 

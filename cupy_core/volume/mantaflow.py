@@ -18,7 +18,7 @@ run under bpy from PyPI):
 """
 import numpy as np
 
-from .grid import VelocityGrid, VolumeInputError, _float_field, _matrix
+from .grid import VelocityGrid, VolumeInputError, float_field, as_matrix
 
 __all__ = ["frame_length", "staggered_to_centred", "mantaflow_velocity_grid"]
 
@@ -55,12 +55,12 @@ def mantaflow_velocity_grid(raw, bmin, bmax, matrix_world, fps, time_scale=1.0,
     raw = np.asarray(raw)
     if raw.ndim != 4 or raw.shape[-1] != 3 or min(raw.shape[:3]) < 1:
         raise VolumeInputError(f"the fluid velocity must be (D, H, W, 3), got {raw.shape}")
-    raw = _float_field(raw, "the fluid velocity")
+    raw = float_field(raw, "the fluid velocity")
     bmin = np.asarray(bmin, np.float64)
     ext = np.asarray(bmax, np.float64) - bmin
     if not (ext > 0).all():
         raise VolumeInputError(f"the fluid domain's box must have positive size, got {ext}")
-    m = _matrix(matrix_world, "the fluid domain's world matrix")
+    m = as_matrix(matrix_world, "the fluid domain's world matrix")
     d, h, w = raw.shape[:3]
     cell = ext / np.array([w, h, d], np.float64)          # local size of a cell (x, y, z)
     v = staggered_to_centred(raw) if staggered else raw
