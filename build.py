@@ -114,6 +114,19 @@ def ensure_venv(env, extra_requirements=(), extras="test"):
     return python
 
 
+# tests/test_model_pipelines.py runs tiny random-initialised diffusers pipelines on the
+# CPU (no download): the `models` extra at versions checked together, in .venv only
+# (the NumPy 1.26 venv skips those tests, saying so). torch==2.13.0 takes the CPU wheel
+# that pip finds on these machines.
+MODEL_PINS = ["torch==2.13.0", "diffusers==0.42.1", "transformers==5.24.0",
+              "safetensors==0.8.0"]
+
+
+def ensure_models_venv():
+    """.venv with the test and models extras, the models at MODEL_PINS."""
+    return ensure_venv(VENV, MODEL_PINS, extras="test,models")
+
+
 def describe(python):
     """Print which Python and NumPy a virtual environment runs."""
     subprocess.call([str(python), "-c", "import sys, numpy; print('[build] using Python',"
@@ -210,7 +223,7 @@ def pytest_targets(extra):
 def cmd_test(args, extra):
     if not compile_kernels():
         return 1
-    python = ensure_venv(VENV)
+    python = ensure_models_venv()
     ensure_nvrtc(python)
     ensure_gpu_wheels(python)
     say("running the tests with the newest NumPy")
