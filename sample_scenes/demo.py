@@ -13,7 +13,16 @@ latents.npy pooled by 8, bake.json) and comparison.png: three rows of crops, eve
 * WARPED: the baked noise: it moves with the swirl, the pan and the disk, and is
   fresh only where the disk uncovers the background.
 
-Then prints the whiteness of the last warped frame (it should look like N(0, 1)).
+Then prints the whiteness of the last warped frame (it should look like N(0, 1)),
+and ends with the pictures of ``cupy_core.preview`` (issue 16), drawn with the moving
+shapes themselves:
+
+* comparison.gif: the animated side-by-side: the scene, warped, fixed and fresh noise,
+  a window of pixels enlarged and the whole frame softened (blobs travel);
+* space_time.png: one line of pixels along the disk's path, stacked over the frames
+  (warped: slanted streaks; fixed: vertical lines; fresh: static);
+* flicker.json and the printed flicker figures: the warping error of each kind of
+  noise on the disk and on the background (0 = moves with the scene, 2 = unrelated).
 """
 import argparse
 import sys
@@ -28,7 +37,7 @@ sys.path.insert(0, str(HERE))  # for procedural_motion, beside this file
 import cupy_core  # noqa: E402
 from cupy_core.bake.files import noise_to_preview, write_png_atomic  # noqa: E402
 from cupy_core.bake.loop import bake_flow_sequence, flow_positions  # noqa: E402
-from procedural_motion import make_flows  # noqa: E402
+from procedural_motion import disk_centre, make_flows  # noqa: E402
 
 # A 3 x 5 pixel font, just enough for the labels.
 GLYPHS = {
@@ -99,6 +108,8 @@ def main(argv=None):
     p.add_argument("--channels", type=int, default=4)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--every", type=int, default=8, help="frames between columns")
+    p.add_argument("--no-pictures", action="store_true",
+                   help="skip comparison.gif, space_time.png and the flicker figures")
     args = p.parse_args(argv)
     out = Path(args.out)
     size, seed, channels = args.size, args.seed, args.channels
@@ -138,7 +149,128 @@ def main(argv=None):
           f"(white noise: 0, 1, 0, 0 within about {3 / np.sqrt(last.size):.3f})")
     latents = np.load(out / "latents.npy", mmap_mode="r")
     print(f"latents.npy: {latents.shape} {latents.dtype}")
+    show(out, flows, result.frames, seed, args.no_pictures)
     return 0
+
+
+# --------------------------------------------------------------------------- the pictures
+
+def _fill_nan(disp, invalid):
+    """Displacements ``(H, W, 2)`` with the ``invalid`` pixels (the disk, the uncovered
+    trail) filled by a quadratic fitted to the valid ones around them: the background's
+    motion (swirl and pan) is smooth."""
+    d = np.where(invalid[..., None], 0.0, disp)
+    if not invalid.any():
+        return d
+    h, w = invalid.shape
+    rows, cols = np.nonzero(invalid)
+    t, b = max(rows.min() - 12, 0), min(rows.max() + 13, h)
+    l, r = max(cols.min() - 12, 0), min(cols.max() + 13, w)
+    y, x = np.mgrid[t:b, l:r] + 0.5
+    basis = np.stack([np.ones_like(x), x, y, x * x, x * y, y * y], axis=-1) / \
+        np.array([1.0, w, h, w * w, w * h, h * h])
+    known = ~invalid[t:b, l:r]
+    coef, *_ = np.linalg.lstsq(basis[known], d[t:b, l:r][known], rcond=None)
+    box = d[t:b, l:r]
+    box[~known] = basis[~known] @ coef
+    return d
+
+
+def _sample(field, pos):
+    """Bilinear sample of ``field`` ``(H, W, K)`` at positions ``(H, W, 2)``."""
+    h, w = field.shape[:2]
+    u = np.clip(pos[..., 0] - 0.5, 0, w - 1)
+    v = np.clip(pos[..., 1] - 0.5, 0, h - 1)
+    j0, i0 = np.floor(u).astype(int), np.floor(v).astype(int)
+    j1, i1 = np.minimum(j0 + 1, w - 1), np.minimum(i0 + 1, h - 1)
+    fu, fv = (u - j0)[..., None], (v - i0)[..., None]
+    return ((1 - fv) * ((1 - fu) * field[i0, j0] + fu * field[i0, j1])
+            + fv * ((1 - fu) * field[i1, j0] + fu * field[i1, j1]))
+
+
+def disk_masks(frames, size):
+    """Inside the moving disk, frame by frame (the flow's own disk)."""
+    y, x = np.mgrid[0:size, 0:size] + 0.5
+    radius = size / 8.0
+    out = []
+    for t in range(frames):
+        cx, cy = disk_centre(t, frames - 1, size, size)
+        out.append((x - cx) ** 2 + (y - cy) ** 2 <= radius ** 2)
+    return out
+
+
+def scene_images(flows, size):
+    """RGB pictures of the moving shapes: a checkerboard carried by the background's
+    swirl and pan (its texture coordinates advected through the flows), and the disk
+    (a ringed, striped target) translating over it."""
+    from cupy_core.conventions import pixel_centers
+
+    count = len(flows) + 1
+    centres = pixel_centers((size, size))
+    disks = disk_masks(count, size)
+    coords = centres.copy()          # where each pixel's background was at frame 0
+    radius = size / 8.0
+    images = []
+    for t in range(count):
+        if t > 0:
+            disp = flows[t - 1].astype(np.float64)
+            bad = disks[t] | ~np.isfinite(disp).all(axis=-1)
+            coords = _sample(coords, centres + _fill_nan(disp, bad))
+        u, v = coords[..., 0], coords[..., 1]
+        cell = max(size // 16, 2)
+        check = ((np.floor(u / cell) + np.floor(v / cell)) % 2).astype(bool)
+        img = np.where(check[..., None], np.array([70, 110, 160]), np.array([200, 210, 220]))
+        line = (np.abs(((u + cell / 2) % cell) - cell / 2) < 0.6) | \
+               (np.abs(((v + cell / 2) % cell) - cell / 2) < 0.6)
+        img = np.where(line[..., None], np.array([40, 60, 90]), img)
+        cx, cy = disk_centre(t, count - 1, size, size)
+        dx, dy = centres[..., 0] - cx, centres[..., 1] - cy
+        r = np.hypot(dx, dy)
+        stripes = (np.floor((dx + dy) / (radius / 3)) % 2).astype(bool)
+        disk = np.where(stripes[..., None], np.array([235, 120, 30]), np.array([250, 200, 60]))
+        disk = np.where((r > 0.8 * radius)[..., None], np.array([160, 40, 30]), disk)
+        img = np.where(disks[t][..., None], disk, img)
+        images.append(img.astype(np.uint8))
+    return images
+
+
+def show(out, flows, frames, seed, skip=False):
+    """The end of the demo: comparison.gif, space_time.png and the flicker figures."""
+    if skip:
+        return None
+    from cupy_core.preview import preview_sequences
+    from cupy_core.bake.loop import flow_positions
+
+    start = time.perf_counter()
+    count = len(frames)
+    size = flows.shape[1]
+    disks = disk_masks(count, size)
+    positions = flow_positions(flows)
+    warped = [np.load(out / f"noise_{f:04d}.npy", mmap_mode="r") for f in frames]
+    shape, channels = warped[0].shape[:2], warped[0].shape[2]
+    fresh_seed = seed + 1
+    fresh = [cupy_core.white_noise(shape, channels, seed=fresh_seed, frame=f) for f in frames]
+    # The slice: along the disk's path, end to end across the frame.
+    (x0, y0), (x1, y1) = disk_centre(0, count - 1, size, size), \
+        disk_centre(count - 1, count - 1, size, size)
+    from cupy_core.preview.slices import auto_line
+    line = auto_line((size, size), focus=((x0 + x1) / 2, (y0 + y1) / 2),
+                     direction=(x1 - x0, y1 - y0))
+    result = preview_sequences(
+        out, warped, fresh=fresh, positions=positions, scene=scene_images(flows, size),
+        regions={"disk": disks, "background": [~m for m in disks]},
+        frame_labels=frames, focus=((x0 + x1) / 2, (y0 + y1) / 2), line=line, zoom=3,
+        panel=192, blur=2.0, delay_ms=100,
+        title="PROCEDURAL SCENE: WARPED, FIXED, FRESH NOISE")
+    print("flicker (warping error: mean of (frame t - frame t-1 moved by the scene's "
+          "motion)^2 over pixels visible in both, nearest sampling; 0 = moves with the "
+          "scene, 2 = unrelated noise):")
+    for line_ in result.lines:
+        print("  " + line_)
+    print(f"pictures in {time.perf_counter() - start:.1f} s: {result.gif} (animated: "
+          f"scene, warped, fixed, fresh), {result.slices} (space-time slices along the "
+          f"disk's path), {result.flicker_json}")
+    return result
 
 
 if __name__ == "__main__":
