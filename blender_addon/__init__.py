@@ -1,6 +1,10 @@
 """Warped noise: bake temporally coherent Gaussian noise (integral noise warping,
-Deng et al. 2024) from the scene's motion vectors. The compute core is ``cupy_core``
-(a bundled wheel in the installed extension; the repository root in a checkout)."""
+Deng et al. 2024) from a Blender scene: its rendered motion vectors, an EXR sequence,
+its meshes (surface or screen noise), or a volume domain moved by objects, a fluid
+cache or velocity files. ``bake.run_bake`` is the one road from the scene to the
+files (the panel's operator and headless.py both call it). The compute core is
+``cupy_core`` (a bundled wheel in the installed extension; the repository root in a
+checkout)."""
 from . import operators, panels, preferences, properties
 
 _modules = (properties, operators, preferences, panels)

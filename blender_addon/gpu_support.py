@@ -483,6 +483,16 @@ def _delete(folder):
 
 # --------------------------------------------------------------------------- probe
 
+def device_info(refresh=False):
+    """``{"cupy": version or None, "gpu": name or None, "error": text or None}`` for
+    the panel, from the core's GPU probe (``cupy_core.device.gpu_status``: run once per
+    process, it compiles and launches a kernel; ``refresh`` runs it again)."""
+    from cupy_core.device import gpu_status
+    status = gpu_status(refresh=refresh)
+    return {"cupy": status.cupy_version, "gpu": status.name if status.ok else None,
+            "error": None if status.ok else f"{status.reason}; {status.advice}"}
+
+
 def probe():
     """``cupy_core.device.gpu_status(refresh=True)``: compiles and launches a kernel."""
     from cupy_core.device import gpu_status

@@ -1,4 +1,6 @@
-"""Bake warped noise without the UI, from a checkout or the installed add-on.
+"""Bake warped noise without the UI, from a checkout or the installed add-on: the
+flags become a ``settings.BakeSettings`` (``settings_from_flags``) and go to the same
+``bake.run_bake`` as the panel's Bake button.
 
     blender -b FILE.blend --python blender_addon/headless.py -- FLAGS
     python blender_addon/headless.py FILE.blend FLAGS        (bpy from PyPI)
@@ -27,7 +29,9 @@ ROOT = os.path.dirname(HERE)
 
 def build_parser(prog):
     p = argparse.ArgumentParser(prog=prog, description="Bake warped noise from a Blender "
-                                "scene's motion vectors.")
+                                "scene: its rendered motion vectors, an EXR sequence, its "
+                                "meshes, or objects, a fluid cache or velocity files "
+                                "moving a volume domain.")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder "
                    "(// = relative to the .blend)")
     p.add_argument("--source", choices=("vectors", "exr", "surface", "geometry", "volume"),
@@ -98,24 +102,39 @@ def parse_frames(text):
     return a, b
 
 
-def volume_motion(args):
-    """The volume motion for ``args`` (None for the other sources), or ``"error: ..."``
-    when a flag the volume source needs is missing."""
-    if args.source != "volume":
-        return None
-    if not args.domain:
-        return ("error: --source volume needs --domain NAME (the box object whose bounding "
-                "box is the voxel grid)")
+# How the settings' check names what is missing (settings.UI_WORDS), in flags.
+HEADLESS_WORDS = {
+    "volume": "--source volume",
+    "domain": "--domain NAME (the box object whose bounding box is the voxel grid)",
+    "objects motion": "--source volume",
+    "motion_objects": "--motion-object NAME (the object whose motion drives the noise), "
+                      "or --velocity DIR, or --volume-motion fluid",
+    "velocity motion": "--volume-motion velocity",
+    "velocity_path": "--velocity DIR",
+    "resolution": "--resolution",
+    "channels": "--channels",
+    "texture_size": "--texture-size",
+    "latent_factor": "--latent-factor",
+    "frames": "--frames",
+}
+
+
+def settings_from_flags(settings_module, args):
+    """The ``BakeSettings`` of the parsed flags (the volume motion, where not given:
+    velocity with --velocity, fluid with --fluid-cache, else objects)."""
+    start, end = parse_frames(args.frames) if args.frames else (None, None)
     motion = args.volume_motion or ("velocity" if args.velocity else
                                     "fluid" if args.fluid_cache else "objects")
-    if motion == "objects" and not args.motion_object:
-        return ("error: --source volume needs --motion-object NAME (the object whose "
-                "motion drives the noise), or --velocity DIR, or --volume-motion fluid")
-    if motion == "velocity" and not args.velocity:
-        return "error: --volume-motion velocity needs --velocity DIR"
-    if args.resolution < 1:
-        return f"error: --resolution must be >= 1, got {args.resolution}"
-    return motion
+    return settings_module.BakeSettings(
+        out_dir=args.out, source=args.source, exr_path=args.exr_path, method=args.method,
+        seed=args.seed, channels=args.channels, latent_factor=args.latent_factor,
+        device=args.device, exr=args.exr, preview=args.preview, frame_start=start,
+        frame_end=end, background=args.background, resume=not args.no_resume,
+        texture_size=args.texture_size, domain=args.domain, volume_motion=motion,
+        motion_objects=tuple(args.motion_object), follow=args.follow,
+        velocity_path=args.velocity, fluid_cache=args.fluid_cache,
+        velocity_units=args.velocity_units, fluid_format=args.fluid_format,
+        resolution=args.resolution, vdb=not args.no_vdb)
 
 
 def _import_addon():
@@ -221,10 +240,6 @@ def main(argv=None, blend_file=None):
             return 2
         blend_file, argv = argv[0], argv[1:]
     args = parser.parse_args(argv)
-    motion = volume_motion(args)
-    if isinstance(motion, str) and motion.startswith("error: "):
-        print(motion, file=sys.stderr)
-        return 2
     try:
         import bpy
     except ImportError as exc:
@@ -235,36 +250,22 @@ def main(argv=None, blend_file=None):
     activate_gpu_support(addon)
     from importlib import import_module
     bake = import_module(addon.__name__ + ".bake")
+    settings_module = import_module(addon.__name__ + ".settings")
 
     try:
+        settings = settings_from_flags(settings_module, args)
+        settings.check(HEADLESS_WORDS)      # the flags' own words, before the .blend loads
         if blend_file is not None:
             if not os.path.isfile(blend_file):
                 raise bake.BakeError(f"blend file {blend_file!r} not found")
             bpy.ops.wm.open_mainfile(filepath=os.path.abspath(blend_file))
-        scene = bpy.context.scene
-        start, end = parse_frames(args.frames) if args.frames else (None, None)
-        settings = bake.BakeSettings(
-            out_dir=args.out, source=args.source, exr_path=args.exr_path,
-            method=args.method, seed=args.seed, channels=args.channels,
-            latent_factor=(args.latent_factor if args.latent_factor is not None
-                           else 1 if args.source == "volume" else 8),
-            device=args.device, exr=args.exr,
-            preview=args.preview, frame_start=start, frame_end=end,
-            background=args.background, resume=not args.no_resume,
-            texture_size=args.texture_size, domain=args.domain,
-            volume_motion=motion or "objects",
-            motion_objects=tuple(args.motion_object),
-            follow=args.follow, velocity_path=args.velocity, fluid_cache=args.fluid_cache,
-            velocity_units=args.velocity_units, fluid_format=args.fluid_format,
-            resolution=args.resolution,
-            vdb=not args.no_vdb)
         t0 = time.monotonic()
 
         def progress(done, total, frame):
             print(f"[noise] frame {frame}: {done}/{total} done "
                   f"({time.monotonic() - t0:.1f} s)", flush=True)
 
-        result = bake.run_bake(scene, settings, bpy.context.view_layer, progress=progress)
+        result = bake.run_bake(bpy.context.scene, settings, progress=progress)
     except KeyboardInterrupt:
         print(f"\ninterrupted: every file in {args.out} is whole; rerun to resume",
               file=sys.stderr)

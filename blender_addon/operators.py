@@ -7,6 +7,8 @@ import traceback
 
 import bpy
 
+from .paths import abspath
+
 
 def _status(context, text):
     ws = getattr(context, "workspace", None)
@@ -27,6 +29,20 @@ def _show_preview(context, img, first, count):
             space.image_user.use_auto_refresh = True
 
 
+def _outcome(bake):
+    """``("ok", result)`` or ``("error", exception)`` of ``bake()`` (reported by
+    ``CUPYNOISE_OT_bake._report`` on the main thread)."""
+    try:
+        return ("ok", bake())
+    except BaseException as exc:
+        return ("error", exc)
+
+
+def _progress(wm, done, total, frame):
+    wm.progress_update(int(1000 * done / max(1, total)))
+    print(f"cupy_noise: frame {frame} ({done}/{total})", flush=True)
+
+
 def _serve(fn, box, ev):
     """Run a call the worker handed to the main thread; hand back its value or error."""
     try:
@@ -37,52 +53,37 @@ def _serve(fn, box, ev):
 
 
 class CUPYNOISE_OT_bake(bpy.types.Operator):
-    """Bake warped noise for the scene's frame range from its motion vectors"""
+    """Bake warped noise for the scene's frame range from the chosen source (rendered
+    motion vectors, an EXR sequence, the meshes, or a volume domain)"""
     bl_idname = "cupy_noise.bake"
     bl_label = "Bake Warped Noise"
     bl_options = {"REGISTER"}
 
     _timer = None
 
-    def _finish(self, context, result):
-        from .bake import load_preview
-        img = load_preview(str(result.out_dir), result.frames[0]) if self._settings.preview else None
-        _show_preview(context, img, result.frames[0], len(result.frames))
-        kept = f", {result.resumed_frames} resumed" if result.resumed_frames else ""
-        self.report({"INFO"}, f"Baked {len(result.frames)} frames{kept} to {result.out_dir}")
-
     def execute(self, context):
-        from .bake import BakeCancelled, BakeError, run_bake
-        scene = context.scene
-        self._settings = scene.cupy_noise.to_settings()
+        """Blocking (from a script): the call headless.py makes, then the report."""
+        from .bake import run_bake
         wm = context.window_manager
-
-        def progress(done, total, frame):
-            wm.progress_update(done)
-            print(f"cupy_noise: frame {frame} ({done}/{total})", flush=True)
-
-        wm.progress_begin(0, max(1, scene.frame_end - scene.frame_start + 1))
+        wm.progress_begin(0, 1000)
         try:
-            result = run_bake(scene, self._settings, context.view_layer, progress=progress)
-        except (BakeError, BakeCancelled) as exc:
-            self.report({"ERROR"}, str(exc))
-            return {"CANCELLED"}
+            self._outcome = _outcome(lambda: run_bake(
+                context.scene, context.scene.cupy_noise.to_settings(),
+                progress=lambda done, total, frame: _progress(wm, done, total, frame)))
         finally:
             wm.progress_end()
-        self._finish(context, result)
-        return {"FINISHED"}
+        return self._report(context)
 
     # --- modal: the bake runs in a worker thread; Blender calls (renders) are handed
     # to the main thread, which runs them from the timer events below.
     def invoke(self, context, event):
         from .bake import run_bake
         scene = context.scene
-        self._settings = scene.cupy_noise.to_settings()
+        settings = scene.cupy_noise.to_settings()
         self._calls = queue.Queue()
         self._cancel = False
         self._state = {"done": 0, "total": 1, "frame": scene.frame_start}
         self._outcome = None
-        view_layer = context.view_layer
 
         def main(fn):
             box, ev = {}, threading.Event()
@@ -96,12 +97,9 @@ class CUPYNOISE_OT_bake(bpy.types.Operator):
             self._state.update(done=done, total=total, frame=frame)
 
         def work():
-            try:
-                self._outcome = ("ok", run_bake(scene, self._settings, view_layer,
-                                                progress=progress,
-                                                cancelled=lambda: self._cancel, main=main))
-            except BaseException as exc:  # reported on the main thread
-                self._outcome = ("error", exc)
+            self._outcome = _outcome(lambda: run_bake(
+                scene, settings, progress=progress, cancelled=lambda: self._cancel,
+                main=main))
 
         wm = context.window_manager
         wm.progress_begin(0, 1000)
@@ -149,14 +147,20 @@ class CUPYNOISE_OT_bake(bpy.types.Operator):
         _status(context, None)
 
     def _end(self, context):
-        from .bake import BakeCancelled, BakeError
         wm = context.window_manager
         wm.event_timer_remove(self._timer)
         wm.progress_end()
         _status(context, None)
+        return self._report(context)
+
+    def _report(self, context):
+        """Report the outcome; show the preview sequence in an Image editor."""
+        from .bake import BakeCancelled, BakeError
         kind, value = self._outcome
         if kind == "ok":
-            self._finish(context, value)
+            _show_preview(context, value.image, value.frames[0], len(value.frames))
+            kept = f", {value.resumed_frames} resumed" if value.resumed_frames else ""
+            self.report({"INFO"}, f"Baked {len(value.frames)} frames{kept} to {value.out_dir}")
             return {"FINISHED"}
         if isinstance(value, BakeCancelled):
             self.report({"WARNING"}, str(value))
@@ -174,7 +178,7 @@ class CUPYNOISE_OT_refresh_device(bpy.types.Operator):
     bl_label = "Check for GPU"
 
     def execute(self, context):
-        from .bake import device_info
+        from .gpu_support import device_info
         info = device_info(refresh=True)
         self.report({"INFO"}, f"GPU: {info['gpu'] or info['error']}")
         return {"FINISHED"}
@@ -234,8 +238,7 @@ class GpuJob:
         self.progress, self.ok, self.summary = 1.0, bool(status.ok), status.summary()
         self.line = self.summary
         try:
-            from .bake import device_info
-            device_info(refresh=True)
+            G.device_info(refresh=True)
         except Exception:
             pass
         if status.ok:
@@ -278,11 +281,11 @@ class CUPYNOISE_OT_install_gpu_support(bpy.types.Operator):
         if JOB is not None and JOB.thread.is_alive():
             self.report({"ERROR"}, "GPU support is being installed already")
             return None
-        wheels = bpy.path.abspath(self.wheels) if self.wheels else None
+        wheels = abspath(self.wheels) or None
         if wheels is None:
             prefs = context.preferences.addons.get(__package__)
             folder = getattr(getattr(prefs, "preferences", None), "gpu_wheels", "")
-            wheels = bpy.path.abspath(folder) if folder else None
+            wheels = abspath(folder) or None
         if wheels is None and not getattr(bpy.app, "online_access", True):
             self.report({"ERROR"}, "Blender's online access is off (Preferences > System > "
                                    "Network > Allow Online Access): turn it on, or give a "

@@ -9,7 +9,7 @@ class CUPYNOISE_PT_bake(bpy.types.Panel):
     bl_context = "output"
 
     def draw(self, context):
-        from .bake import device_info
+        from .gpu_support import device_info
         s = context.scene.cupy_noise
         layout = self.layout
         layout.use_property_split = True

@@ -19,7 +19,7 @@ class CupyNoisePreferences(bpy.types.AddonPreferences):
                     "(offline machines, render farms)")
 
     def draw(self, context):
-        from .bake import device_info
+        from .gpu_support import device_info
         info = device_info()
         col = self.layout.column()
         col.label(text=f"CuPy: {info['cupy'] or 'not installed'}",

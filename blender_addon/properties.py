@@ -1,12 +1,17 @@
-"""Scene settings of the noise bake (``scene.cupy_noise``)."""
+"""Scene settings of the noise bake (``scene.cupy_noise``): the panel's properties,
+turned into the bake's ``settings.BakeSettings`` by ``to_settings``."""
 import bpy
 from bpy.props import (BoolProperty, EnumProperty, IntProperty, PointerProperty,
                        StringProperty)
 
+from .settings import LATENT_FACTOR, VOLUME_LATENT_FACTOR, BakeSettings
+
+DEFAULTS = BakeSettings(out_dir="//noise/")
+
 
 class CupyNoiseSettings(bpy.types.PropertyGroup):
     source: EnumProperty(
-        name="Source", default="vectors",
+        name="Source", default=DEFAULTS.source,
         items=[("vectors", "Render Vectors", "Render the Vector and Depth passes with "
                 "Cycles (1 sample) for every frame, into a temporary file"),
                ("exr", "EXR Sequence", "Read a multilayer EXR sequence already rendered "
@@ -22,7 +27,7 @@ class CupyNoiseSettings(bpy.types.PropertyGroup):
         name="Domain", type=bpy.types.Object,
         description="Volume source: the box object whose bounding box is the voxel grid")
     volume_motion: EnumProperty(
-        name="Motion", default="objects",
+        name="Motion", default=DEFAULTS.volume_motion,
         items=[("objects", "Object", "The motion object's evaluated transform moves the "
                 "noise"),
                ("fluid", "Fluid Cache", "The velocity grid of the domain's baked fluid "
@@ -34,7 +39,7 @@ class CupyNoiseSettings(bpy.types.PropertyGroup):
         description="Volume source, object motion: the object whose motion drives the "
                     "noise; a lattice or armature deforms it as it deforms a mesh")
     volume_follow: EnumProperty(
-        name="Follow", default="all",
+        name="Follow", default=DEFAULTS.follow,
         items=[("all", "Whole Domain", "The whole domain's noise follows the object"),
                ("inside", "Inside Object", "Voxels in the object's bounding box follow it, "
                 "the rest stay still")])
@@ -47,7 +52,7 @@ class CupyNoiseSettings(bpy.types.PropertyGroup):
         description="A fluid cache folder (with data/) instead of the domain's Fluid "
                     "modifier's cache; empty: the modifier's")
     fluid_format: EnumProperty(
-        name="Cache Layout", default="auto",
+        name="Cache Layout", default=DEFAULTS.fluid_format,
         items=[("auto", "Auto", "Blender's own fluid cache when the domain is a fluid "
                 "domain or the file says so, else World"),
                ("mantaflow", "Blender Fluid", "Blender's Mantaflow cache: staggered "
@@ -55,58 +60,62 @@ class CupyNoiseSettings(bpy.types.PropertyGroup):
                ("world", "World", "A VDB from another tool: the grid's transform places it, "
                 "values in world units (Velocity Units)")])
     velocity_units: EnumProperty(
-        name="Velocity Units", default="frame",
+        name="Velocity Units", default=DEFAULTS.velocity_units,
         items=[("frame", "Per Frame", "World units per frame"),
                ("second", "Per Second", "World units per second (the scene's frame rate)")])
     volume_latent_factor: IntProperty(
-        name="Latent Factor", default=1, min=1, soft_max=16,
+        name="Latent Factor", default=VOLUME_LATENT_FACTOR, min=1, soft_max=16,
         description="Volume source: latents.npy pools the voxels by this factor")
-    volume_resolution: IntProperty(name="Resolution", default=32, min=1, soft_max=256,
+    volume_resolution: IntProperty(name="Resolution", default=DEFAULTS.resolution, min=1,
+                                   soft_max=256,
                                    description="Voxels along the domain's longest side")
-    write_vdb: BoolProperty(name="OpenVDB", default=True,
+    write_vdb: BoolProperty(name="OpenVDB", default=DEFAULTS.vdb,
                             description="Also write noise_XXXX.vdb and load it as a Volume "
                                         "object (Blender 4.5 and later)")
-    texture_size: IntProperty(name="Texture Size", default=512, min=1, soft_max=4096,
+    texture_size: IntProperty(name="Texture Size", default=DEFAULTS.texture_size, min=1,
+                              soft_max=4096,
                               description="Surface source: the noise texture of each "
                                           "mesh is N x N pixels")
     exr_path: StringProperty(name="EXR Sequence", subtype="FILE_PATH", default="",
                              description="Folder of .exr files, or a path with # for the "
                                          "frame number")
     method: EnumProperty(
-        name="Method", default="grid",
+        name="Method", default=DEFAULTS.method,
         items=[("grid", "Grid", "Exact overlaps of each warped pixel (best quality)"),
                ("particle", "Particle", "Bilinear splats of warped pixel centres")])
-    seed: IntProperty(name="Seed", default=0, min=0)
-    channels: IntProperty(name="Channels", default=4, min=1, soft_max=16,
+    seed: IntProperty(name="Seed", default=DEFAULTS.seed, min=0)
+    channels: IntProperty(name="Channels", default=DEFAULTS.channels, min=1, soft_max=16,
                           description="Noise channels (4 for Stable Diffusion latents)")
-    latent_factor: IntProperty(name="Latent Factor", default=8, min=1, soft_max=16,
+    latent_factor: IntProperty(name="Latent Factor", default=LATENT_FACTOR, min=1,
+                               soft_max=16,
                                description="latents.npy pools the noise by this factor")
-    out_dir: StringProperty(name="Output Folder", subtype="DIR_PATH", default="//noise/")
+    out_dir: StringProperty(name="Output Folder", subtype="DIR_PATH", default=DEFAULTS.out_dir)
     device: EnumProperty(
-        name="Device", default="auto",
+        name="Device", default=DEFAULTS.device,
         items=[("auto", "Auto", "The GPU when CuPy finds one, else the CPU"),
                ("cpu", "CPU", "NumPy on the CPU"),
                ("gpu", "GPU", "CuPy on a CUDA GPU")])
     background: EnumProperty(
-        name="Background", default="camera",
+        name="Background", default=DEFAULTS.background,
         items=[("camera", "At Infinity", "Pixels without geometry follow the camera's "
                 "rotation, like distant scenery"),
                ("vectors", "As Rendered", "Use the Vector pass as is (0: the noise stays "
                 "on the screen)"),
                ("fresh", "Fresh", "Fresh noise every frame")])
-    write_exr: BoolProperty(name="EXR", default=False,
+    write_exr: BoolProperty(name="EXR", default=DEFAULTS.exr,
                             description="Also write noise_XXXX.exr (all channels)")
-    write_preview: BoolProperty(name="Preview PNG", default=True,
+    write_preview: BoolProperty(name="Preview PNG", default=DEFAULTS.preview,
                                 description="Also write preview_XXXX.png and load them "
                                             "as an image sequence")
 
     def to_settings(self, **overrides):
-        from .bake import BakeSettings
+        """The ``settings.BakeSettings`` of these properties (``overrides`` replace
+        fields): the volume source takes its own latent factor."""
         volume = self.source == "volume"
         kw = dict(out_dir=self.out_dir, source=self.source, exr_path=self.exr_path,
                   method=self.method, seed=self.seed, channels=self.channels,
-                  latent_factor=self.volume_latent_factor if volume else self.latent_factor, device=self.device,
-                  exr=self.write_exr, preview=self.write_preview,
+                  latent_factor=self.volume_latent_factor if volume else self.latent_factor,
+                  device=self.device, exr=self.write_exr, preview=self.write_preview,
                   background=self.background, texture_size=self.texture_size,
                   domain=self.volume_domain.name if self.volume_domain else "",
                   volume_motion=self.volume_motion,

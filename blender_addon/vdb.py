@@ -69,14 +69,16 @@ def _need():
     return vdb
 
 
-def _shift(d):
+def translation(d):
+    """The 4x4 translation by ``d``."""
     m = np.eye(4)
     m[:3, 3] = d
     return m
 
 
-def _transform(vdb, voxel_to_world):
-    m = np.asarray(voxel_to_world, np.float64) @ _shift(0.5)
+def grid_transform(vdb, voxel_to_world):
+    """OpenVDB's transform for our ``voxel_to_world`` (voxel values at cell centres)."""
+    m = np.asarray(voxel_to_world, np.float64) @ translation(0.5)
     return vdb.createLinearTransform(m.T.tolist())
 
 
@@ -104,44 +106,12 @@ def write_noise_vdb(path, noise, voxel_to_world, prefix="noise"):
         g = vdb.FloatGrid(0.0)
         g.copyFromArray(np.ascontiguousarray(noise[..., c].transpose(2, 1, 0)))
         g.name = f"{prefix}_{c}"
-        g.transform = _transform(vdb, voxel_to_world)
+        g.transform = grid_transform(vdb, voxel_to_world)
         g.gridClass = vdb.GridClass.FOG_VOLUME if hasattr(vdb, "GridClass") else g.gridClass
         grids.append(g)
     from cupy_core.bake.files import atomic_path
     with atomic_path(path) as tmp:
         vdb.write(tmp, grids, {"cupy_shape": " ".join(map(str, noise.shape))})
-    return path
-
-
-def read_noise_vdb(path, prefix="noise"):
-    """``(noise (D, H, W, C) float32, voxel_to_world 4x4)`` from ``write_noise_vdb``'s file."""
-    vdb = _need()
-    grids, meta = vdb.readAll(path)
-    shape = tuple(int(n) for n in str(meta["cupy_shape"]).split())
-    by_name = {g.name: g for g in grids}
-    out = np.zeros(shape, np.float32)
-    m = None
-    for c in range(shape[3]):
-        g = by_name.get(f"{prefix}_{c}")
-        if g is None:
-            raise ValueError(f"{path!r} has no grid {prefix}_{c} (grids: {sorted(by_name)})")
-        a = np.zeros((shape[2], shape[1], shape[0]), np.float32)
-        g.copyToArray(a)
-        out[..., c] = a.transpose(2, 1, 0)
-        m = index_to_world_matrix(g) @ _shift(-0.5)
-    return out, m
-
-
-def write_velocity_vdb(path, velocity, voxel_to_world, name="velocity"):
-    """A Vec3SGrid ``name`` from ``velocity`` (D, H, W, 3), world (vx, vy, vz) at voxel
-    centres (the layout of ``cupy_core.volume.VelocityGrid``); for test fixtures."""
-    vdb = _need()
-    v = np.asarray(velocity, np.float32)
-    g = vdb.Vec3SGrid()
-    g.copyFromArray(np.ascontiguousarray(v.transpose(2, 1, 0, 3)))
-    g.name = name
-    g.transform = _transform(vdb, voxel_to_world)
-    vdb.write(path, [g])
     return path
 
 
@@ -184,7 +154,7 @@ def read_velocity_vdb(path):
     n = hi - lo + 1
     a = np.zeros((n[0], n[1], n[2], 3), np.float32)
     g.copyToArray(a, tuple(int(x) for x in lo))
-    m = index_to_world_matrix(g) @ _shift(lo.astype(np.float64)) @ _shift(-0.5)
+    m = index_to_world_matrix(g) @ translation(lo.astype(np.float64)) @ translation(-0.5)
     return a.transpose(2, 1, 0, 3), m, g.name
 
 
@@ -214,21 +184,3 @@ def read_mantaflow_velocity(path, resolution=None):
     staggered = str(g.gridClass).lower().endswith("staggered") or \
         str(_meta(g, "class") or "").lower() == "staggered"
     return a.transpose(2, 1, 0, 3), staggered
-
-
-def write_mantaflow_velocity(path, raw, voxel_size, name="velocity"):
-    """A test fixture laid out as Blender writes its fluid cache: a staggered Vec3SGrid
-    ``velocity`` of ``raw`` (D, H, W, 3) at index (0, 0, 0).., a voxel-size-only
-    transform and ``file_base_resolution`` metadata."""
-    vdb = _need()
-    v = np.asarray(raw, np.float32)
-    g = vdb.Vec3SGrid()
-    g.copyFromArray(np.ascontiguousarray(v.transpose(2, 1, 0, 3)))
-    g.name = name
-    g.transform = vdb.createLinearTransform(float(voxel_size))
-    if hasattr(vdb, "GridClass"):
-        g.gridClass = vdb.GridClass.STAGGERED
-    g["file_base_resolution"] = (v.shape[2], v.shape[1], v.shape[0])
-    g["file_voxel_size"] = float(voxel_size)
-    vdb.write(path, [g])
-    return path

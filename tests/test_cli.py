@@ -297,3 +297,83 @@ def test_bake_files_follow_the_umask(tmp_path, flows_file):
     assert r.returncode == 0, r.stderr
     modes = {p.name: oct(p.stat().st_mode & 0o777) for p in out.iterdir()}
     assert len(modes) > 5 and set(modes.values()) == {"0o644"}, modes
+
+
+# ----------------------------------------------------------------- --target (issue 14)
+
+def pan_flows(t, h, w, dx=0.5):
+    flows = np.zeros((t, h, w, 2), np.float32)
+    flows[..., 0] = -dx          # backward: each pixel came from dx to its left
+    return flows
+
+
+def test_list_targets(tmp_path):
+    r = cli("--list-targets", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    for name in ("wan", "hunyuan", "cogvideox", "ltx", "animatediff", "gwtf", "none"):
+        assert name in r.stdout
+
+
+@pytest.mark.parametrize("args, words", [
+    (("--target", "wan"), ("16 frames", "13 or 17")),                 # 16 video frames
+    (("--target", "wan", "--channels", "4"), ("channels", "16")),
+    (("--target", "wan", "--latent-factor", "7"), ("--latent-factor 7", "8")),
+    (("--target", "wan", "--degradation", "1.5"), ("degradation",)),
+    (("--degradation", "0.5"), ("degradation", "target")),
+])
+def test_target_refusals_write_nothing(tmp_path, args, words):
+    flows = tmp_path / "flows.npy"
+    np.save(flows, pan_flows(15, 32, 32))
+    out = tmp_path / "out"
+    r = cli(flows, "--out", out, *args, cwd=tmp_path)
+    assert_clean_error(r, *words)
+    assert not out.exists()
+
+
+def test_target_wan_writes_model_latents(tmp_path):
+    """17 frames of 32 x 32 for Wan: latent frames are video frames 0, 4, 8, 12, 16,
+    pooled by 8, in [B, C, F, h, w]; the .latent is ComfyUI's layout, bake.json says
+    what was written."""
+    flows = tmp_path / "flows.npy"
+    np.save(flows, pan_flows(16, 32, 32))
+    out = tmp_path / "out"
+    r = cli(flows, "--out", out, "--target", "wan", "--seed", 3, "-q", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    model = np.load(out / "model_latents.npy")
+    assert model.shape == (1, 16, 5, 4, 4) and model.dtype == np.float32
+    for i, frame in enumerate((0, 4, 8, 12, 16)):
+        noise = np.load(out / f"noise_{frame:04d}.npy")
+        assert noise.shape == (32, 32, 16)
+        np.testing.assert_array_equal(model[0, :, i], np.moveaxis(
+            cupy_core.downsample(noise, 8), -1, 0))
+    record = json.loads((out / "bake.json").read_text())
+    assert record["target"]["target"] == "wan" and record["target"]["shape"] == [1, 16, 5, 4, 4]
+    assert record["target"]["temporal"] == "nearest" and record["target"]["video_frames"] == 17
+    assert record["channels"] == 16 and record["latent_factor"] == 8
+    assert (out / "model_latents.latent").stat().st_size > model.nbytes
+    # --no-resume over it, without a target: no file of the earlier bake stays
+    r = cli(flows, "--out", out, "--no-resume", "-q", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert not (out / "model_latents.npy").exists() and not (out / "model_latents.latent").exists()
+
+
+def test_preview_writes_the_animation_and_flicker(tmp_path):
+    """--preview also writes the animated side-by-side, the slice picture and the
+    flicker figures, from the bake's own flows: an integer pan scores exactly 0 for the
+    warped noise away from the uncovered border, about 2 for fixed and fresh noise."""
+    flows = tmp_path / "flows.npy"
+    np.save(flows, pan_flows(5, 24, 32, dx=2.0))
+    out = tmp_path / "out"
+    r = cli(flows, "--out", out, "--preview", "--channels", 3, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert (out / "comparison.gif").read_bytes()[:6] == b"GIF89a"
+    assert (out / "space_time.png").exists()
+    flicker = json.loads((out / "flicker.json").read_text())
+    assert "warped" in r.stdout and "fixed" in r.stdout
+    kinds = flicker["kinds"]
+    n = kinds["warped"]["all"]["values"]
+    assert n == 5 * 24 * 30 * 3                     # the 2 uncovered columns left out
+    assert kinds["warped"]["all"]["flicker"] == 0.0
+    tol = 5 * np.sqrt(8 / n)                        # Var of (a - b)^2 for unit normals: 8
+    for kind in ("fixed", "fresh"):
+        assert abs(kinds[kind]["all"]["flicker"] - 2) < tol, (kind, kinds[kind])

@@ -7,9 +7,11 @@ module whose arrays are host memory, so ``cupy_core.warp`` and ``white_noise`` t
 their GPU branch unchanged: the same kernel sources, the same launch code in
 ``bridge.py`` / ``white.py`` / ``cuda.py``, with the kernel arguments checked against
 the parsed signatures. Threads run one after the other, which is exact for these
-kernels (one thread per item, no shared memory, integer atomics). Not emulated: the
-GPU's own libm (glibc's log/sin/cos are used) and real concurrency. tests/test_gpu.py
-runs the same comparisons on a real GPU.
+kernels (one thread per item, no shared memory, integer atomics). The kernels call
+no libm transcendental (the normals are the project's own float32 transform,
+philox.cuh), and FMA contraction is off on both sides, so every comparison here is
+bit for bit (``array_equal``). Not emulated: real concurrency. tests/test_gpu.py runs
+the same comparisons on a real GPU.
 """
 import os
 import sys
@@ -30,7 +32,6 @@ if not emulate.compiler_available():
                 allow_module_level=True)
 
 PROBE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "cuda_emulation", "probe.cu")
-TOL = 1e-5
 CHANNELS = [1, 3, 4, 16, 17, 20]   # around GATHER_CHUNK = 16 and the groups of four
 
 
@@ -113,9 +114,11 @@ def _check(cpu, g):
 
 
 def _compare_to_numpy(gpu_result, cpu_fn):
-    """Assert the kernels' result equals the NumPy path's to TOL."""
-    err, where = _check(cpu_fn(), gpu_result)
-    assert err <= TOL, f"max |gpu - cpu| = {err:.3g} at {where}"
+    """Assert the kernels' result equals the NumPy path's, bit for bit."""
+    cpu = cpu_fn()
+    err, where = _check(cpu, gpu_result)
+    assert np.array_equal(gpu_result, cpu), \
+        f"{int((gpu_result != cpu).sum())} values differ; max |gpu - cpu| = {err:.3g} at {where}"
 
 
 def _compare(cp, prior, pos, method, at, seed, frame):
@@ -187,7 +190,7 @@ def test_buffer_reinterpretation_is_only_D(cp):
 
 
 def test_cuda_options_disable_fma():
-    """The 1e-5 agreement (and the kernels' comments) rely on --fmad=false."""
+    """The bit-for-bit agreement (and the kernels' comments) rely on --fmad=false."""
     assert "--fmad=false" in cuda.OPTIONS
 
 
@@ -211,9 +214,7 @@ def test_near_integer_translation_sliver(cp, method, eps):
                                               ((5, 6, 7), 2 ** 63 + 5, -2),
                                               ((300, 2), -1, 2 ** 40 + 1)])
 def test_white_noise_same_bits(cp, shape, channels, seed, frame):
-    """Bit-for-bit: the float64 normals may differ by an ulp or two between libms (see
-    test_normals4_matches_rng), which changes a float32 rounding with probability
-    ~1e-11 per value; in practice the float32 bits agree."""
+    """Bit for bit: the float32 normals are the same operations on both sides."""
     a = cupy_core.white_noise(shape, channels, seed=seed, frame=frame)
     b = cupy_core.white_noise(shape, channels, seed=seed, frame=frame, xp=cp)
     assert isinstance(b, cp.ndarray) and b.dtype == np.float32 and b.shape == a.shape
@@ -255,9 +256,8 @@ def test_philox_known_answer(cp, probe):
 @pytest.mark.parametrize("stream", [rng.STREAM_WHITE, rng.STREAM_PIECE,
                                     rng.STREAM_REMAINDER, rng.STREAM_FRESH])
 def test_normals4_matches_rng(cp, probe, stream):
-    """normals4 / normal_at equal rng.normals to a few ulps (glibc's log/sin/cos here,
-    NumPy's SIMD ones there: measured at most 2 ulp apart; how many values are
-    bit-identical depends on the NumPy version, ~99.8% on 2.x, ~90% on 1.26)."""
+    """normals4 / normal_at equal rng.normals bit for bit (the float32 transform uses
+    no libm: the same + - * / sqrt in the same order)."""
     r = np.random.default_rng(stream)
     n, groups = 4000, 5
     seed, frame = 77 + (stream << 40), (stream * 0x9E3779B9) & 0xFFFFFFFF
@@ -266,18 +266,18 @@ def test_normals4_matches_rng(cp, probe, stream):
     c1 = r.integers(0, 2 ** 32, n, dtype=np.uint64)
     c1[:3] = 0xFFFFFFFF
     ref = rng.normals(c0, c1, stream, 4 * groups, frame, seed)          # (n, 4 * groups)
+    assert ref.dtype == np.float32
     got = np.empty_like(ref)
     for g in range(groups):
         ctr = np.stack([c0, c1, np.full(n, stream), np.full(n, g), np.full(n, frame)], 1).astype(np.uint32)
-        out = cp.empty((n, 4), np.float64)
+        out = cp.empty((n, 4), np.float32)
         _run(cp, probe.get_function("probe_normals4"), n, cp.asarray(ctr), np.uint32(k0), np.uint32(k1), out)
         got[:, 4 * g:4 * g + 4] = out.get()
-    ulp = np.abs(got - ref) / np.spacing(np.abs(ref))
-    assert ulp.max() <= 4, ulp.max()
+    np.testing.assert_array_equal(got, ref)
     # normal_at picks channel ch of group ch // 4
     ch = r.integers(0, 4 * groups, n)
     ctr = np.stack([c0, c1, np.full(n, stream), ch, np.full(n, frame)], 1).astype(np.uint32)
-    out = cp.empty(n, np.float64)
+    out = cp.empty(n, np.float32)
     _run(cp, probe.get_function("probe_normal_at"), n, cp.asarray(ctr), np.uint32(k0), np.uint32(k1), out)
     np.testing.assert_array_equal(out.get(), got[np.arange(n), ch])
 
@@ -398,3 +398,23 @@ def test_launches_split_into_chunks_same_bits(cp, monkeypatch):
     gather = cuda._modules["grid2d.cu"].get_function("grid2d_gather")
     assert gather.launches == -(-36 * 44 // cuda.THREADS)   # one launch per block
     assert cuda._modules["white.cu"].get_function("white_noise").launches == -(-33 * 31 // cuda.THREADS)
+
+
+@pytest.mark.parametrize("method", ["grid", "particle"])
+def test_one_draw_per_piece(cp, method):
+    """Counted by the emulation (shim.h WORK_COUNT): pass 2 draws each piece's normals
+    once, the gather draws none (only the fresh noise of pieceless targets)."""
+    h, w, C = 10, 12, 5
+    pos = swirl(corners(h, w), h, w, 0.5, 0.7)
+    args = (cp.asarray(_prior((h, w), C, 0)), cp.asarray(pos))
+    cupy_core.warp(*args, method=method, at="corners", seed=2)      # compiles the module
+    mod = cuda._modules[f"{method}2d.cu"]
+    before = {name: dict(k.work) for name, k in mod._functions.items()}
+    cupy_core.warp(*args, method=method, at="corners", seed=2)
+    work = {name: {kind: v - before[name][kind] for kind, v in k.work.items()}
+            for name, k in mod._functions.items()}
+    pieces = work[f"{method}2d_sum_pieces"]["geometry"]
+    assert pieces == h * w * -(-C // 16)                 # one walk per target and chunk
+    assert work[f"{method}2d_sum_pieces"]["philox"] > 0
+    assert work[f"{method}2d_gather"]["philox"] == 0      # every target here has pieces
+    assert work[f"{method}2d_sum_weights"]["philox"] == 0

@@ -30,15 +30,19 @@ def test_philox_vectorised_equals_scalar():
 
 
 def test_box_muller_by_formula():
-    """Channel 0..3 of a draw are the two Box-Muller pairs of the Philox block."""
+    """Channel 0..3 of a draw are the two float32 Box-Muller pairs of the Philox block:
+    u1 = (a + 1/2) 2^-32, angle 2 pi b 2^-32 (within float32 rounding of the formula)."""
     z = rng.normals([7], [9], rng.STREAM_PIECE, 4, 3, 11)[0]
+    assert z.dtype == np.float32
     r0, r1, r2, r3 = (int(v) for v in rng.philox4x32_10(7, 9, rng.STREAM_PIECE << 24, 3, 11, 0))
     for (a, b), got in (((r0, r1), z[:2]), ((r2, r3), z[2:])):
-        u1 = (a + 1) / 2 ** 32
+        u1 = (a + 0.5) / 2 ** 32
         u2 = b / 2 ** 32
         rad = np.sqrt(-2 * np.log(u1))
         np.testing.assert_allclose(got, [rad * np.cos(2 * np.pi * u2), rad * np.sin(2 * np.pi * u2)],
-                                   rtol=1e-14, atol=1e-14)
+                                   rtol=0, atol=2e-6)
+        exact = rng.box_muller_f32(np.array([a], np.uint32), np.array([b], np.uint32))
+        np.testing.assert_array_equal(got, np.concatenate(exact))
 
 
 def test_normals_are_standard_and_keyed():

@@ -1,5 +1,5 @@
 """Blender scene -> ``cupy_core.surface`` meshes and cameras (BLENDER_FACTS 7), for the
-"surface" and "geometry" sources. The only Blender-specific part: evaluated meshes
+"surface" and "geometry" sources, read at the scene's current frame. The only Blender-specific part: evaluated meshes
 (modifiers, shape keys, armatures) in world space with their per-corner UVs, and the
 camera's ``calc_matrix_camera(...) @ matrix_world.inverted()``; projection,
 rasterising and the y-up -> y-down change of convention are in cupy_core.surface.
@@ -51,13 +51,12 @@ def _mesh_arrays(ob_e):
     return world, tv.reshape(-1, 3).astype(np.int64), uv
 
 
-def scene_mesh(scene, frame, objects=None):
-    """The scene's render meshes at ``frame`` as one ``cupy_core.surface.Mesh`` (tiles
-    per object), and the object names in tile order."""
+def scene_mesh(scene, objects=None):
+    """The scene's render meshes at its current frame as one ``cupy_core.surface.Mesh``
+    (tiles per object), and the object names in tile order."""
     import bpy
     from cupy_core.surface import Mesh
 
-    scene.frame_set(frame)
     dg = bpy.context.evaluated_depsgraph_get()
     objects = render_objects(scene, dg) if objects is None else objects
     verts, faces, uvs, tiles = [], [], [], []

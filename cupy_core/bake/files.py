@@ -340,8 +340,10 @@ def bake_json(params, *, status, frames=None, extra=None):
                             if frames else {"first": None, "last": None, "count": 0})
     if extra:
         record.update(extra)
-    record["versions"] = {"cupy_core": __version__, "numpy": np.__version__,
-                          "python": platform.python_version()}
+    from ..methods.rng import GENERATOR_VERSION
+
+    record["versions"] = {"cupy_core": __version__, "noise_generator": GENERATOR_VERSION,
+                          "numpy": np.__version__, "python": platform.python_version()}
     record["time"] = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
     return record
 

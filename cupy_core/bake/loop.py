@@ -16,11 +16,13 @@ from pathlib import Path
 import numpy as np
 
 from . import files
+from ..targets.files import output_names, plan, target_settings, write_target_outputs
 from .progress import Progress
+from ..methods.rng import GENERATOR_VERSION
 from ..warp import warp_chained
 
-__all__ = ["bake_flow_sequence", "bake_chain", "bake_frames", "flow_positions", "BakeResult", "BakeMismatchError",
-           "STATUS_IN_PROGRESS", "STATUS_COMPLETE"]
+__all__ = ["bake_flow_sequence", "bake_chain", "bake_frames", "flow_positions", "LazyFrames",
+           "BakeResult", "BakeMismatchError", "STATUS_IN_PROGRESS", "STATUS_COMPLETE"]
 
 STATUS_IN_PROGRESS = "in progress"
 STATUS_COMPLETE = "complete"
@@ -44,24 +46,23 @@ class BakeResult:
     record: dict          # the final bake.json
 
 
-class _FlowPositions:
-    """Lazy sequence: item t is the backward positions of frame t + 1, made from
-    ``flows[t]`` only when asked, so a memory-mapped flow file is read frame by frame."""
+class LazyFrames:
+    """A lazy sequence of per-frame inputs for the bake loops: ``len`` is ``count`` and
+    item t is ``make(t)``, computed only when the loop asks for it (a resumed bake asks
+    for nothing it already has; a memory-mapped file is read frame by frame). Index
+    errors as for a list (0 <= t < count; no negative indices)."""
 
-    def __init__(self, flows, forward):
-        self.flows = flows
-        self.forward = forward
+    def __init__(self, count, make):
+        self.count = int(count)
+        self.make = make
 
     def __len__(self):
-        return len(self.flows)
+        return self.count
 
     def __getitem__(self, t):
-        from ..conventions import flow_to_positions, forward_to_backward
-
-        flow = np.asarray(self.flows[t], dtype=np.float64)
-        if self.forward:
-            flow = forward_to_backward(flow)
-        return flow_to_positions(flow)
+        if not 0 <= t < self.count:
+            raise IndexError(t)
+        return self.make(t)
 
 
 def flow_positions(flows, *, forward=False):
@@ -73,7 +74,13 @@ def flow_positions(flows, *, forward=False):
     usual approximation of video pipelines (exact for uniform translation only).
     Returns a lazy sequence for ``bake_flow_sequence(..., at="centers")``.
     """
-    return _FlowPositions(flows, forward)
+    from ..conventions import flow_to_positions, forward_to_backward
+
+    def make(t):
+        flow = np.asarray(flows[t], dtype=np.float64)
+        return flow_to_positions(forward_to_backward(flow) if forward else flow)
+
+    return LazyFrames(len(flows), make)
 
 
 def _check_int(name, value, minimum=None):
@@ -144,7 +151,7 @@ def _discard_earlier_bake(out_dir):
     for prefix, ext in ((NOISE_PREFIX, "npy"), (PREVIEW_PREFIX, "png")):
         for frame in _frames_on_disk(out_dir, prefix, ext):
             (out_dir / files.frame_name(prefix, frame, ext)).unlink()
-    for name in (files.LATENTS_NAME, files.BAKE_JSON_NAME):
+    for name in (files.LATENTS_NAME, files.BAKE_JSON_NAME, *output_names()):
         if (out_dir / name).exists():
             (out_dir / name).unlink()
 
@@ -152,7 +159,7 @@ def _discard_earlier_bake(out_dir):
 def bake_flow_sequence(positions, out_dir, *, method="grid", seed=0, channels=4,
                        latent_factor=1, at="centers", shape=None, first_frame=0,
                        source=None, progress=True, preview=False, resume=True,
-                       xp=None, warp_options=None):
+                       xp=None, warp_options=None, on_frame=None, target=None):
     """Bake a warped-noise sequence into ``out_dir`` and return a ``BakeResult``.
 
     ``positions`` gives, for each transition t -> t + 1, the backward positions of
@@ -178,7 +185,11 @@ def bake_flow_sequence(positions, out_dir, *, method="grid", seed=0, channels=4,
 
     ``source`` is any JSON-able description of the input (a file name, a scene);
     ``xp`` is the array module to compute with (NumPy by default, or CuPy for the
-    GPU); ``warp_options`` are extra keyword arguments for ``cupy_core.warp``.
+    GPU); ``warp_options`` are extra keyword arguments for ``cupy_core.warp``;
+    ``on_frame(frame, noise)`` as in ``bake_chain`` (progress, cancel, extra outputs).
+    ``target``: a video model's files too (``cupy_core.targets.target_settings``: a
+    name, or ``{"target", "temporal", "degradation"}``); its rules (frame count, size,
+    channels, latent factor) are checked before anything is written.
     """
     import cupy_core
 
@@ -226,27 +237,29 @@ def bake_flow_sequence(positions, out_dir, *, method="grid", seed=0, channels=4,
                       frame_count=None if count is None else count + 1,
                       first_frame=first_frame, noise_shape=shape + (channels,),
                       latent_factor=latent_factor, preview=preview, resume=resume,
-                      progress=progress, xp=xp)
+                      progress=progress, xp=xp, on_frame=on_frame, target=target)
 
 
 def bake_chain(step, out_dir, *, params, frame_count, first_frame, noise_shape,
                latent_factor=1, progress=True, preview=False, resume=True, xp=None,
-               on_frame=None):
+               on_frame=None, target=None):
     """The loop for chained frames, 2-D or 3-D: ``step(i, previous)`` makes frame
     ``first_frame + i`` from frame i - 1's noise (``previous`` is None for i = 0);
     ``frame_count`` frames, or None to go until ``step`` raises StopIteration or
     IndexError. ``params``: JSON-able parameters recorded in bake.json and compared
     on resume; ``noise_shape``: ``(..., C)`` of one frame. ``on_frame(frame, noise)``
     is called for every frame, resumed ones included, once its ``.npy`` is on disk
-    (extra outputs: EXR, VDB...). Files, resume and bake.json as ``bake_flow_sequence``."""
+    (extra outputs: EXR, VDB...). Files, resume, bake.json and ``target`` as
+    ``bake_flow_sequence``."""
     return _run_bake(out_dir, params, frame_count, first_frame, tuple(noise_shape),
                      latent_factor, step, chained=True, preview=preview, resume=resume,
-                     progress=progress, xp=xp, on_frame=on_frame)
+                     progress=progress, xp=xp, on_frame=on_frame, target=target)
 
 
 def bake_frames(make_frame, out_dir, *, frame_count, shape, channels=4,
                 latent_factor=1, first_frame=0, source=None, params=None,
-                progress=True, preview=False, resume=True, xp=None, on_frame=None):
+                progress=True, preview=False, resume=True, xp=None, on_frame=None,
+                target=None):
     """Bake a sequence whose frames are made independently (not chained): frame
     ``first_frame + i`` is ``make_frame(i)``, an ``(H, W, C)`` NumPy or CuPy array, for
     i = 0 .. ``frame_count`` - 1. The same outputs, atomic files, bake.json and resume
@@ -270,11 +283,11 @@ def bake_frames(make_frame, out_dir, *, frame_count, shape, channels=4,
     return _run_bake(out_dir, record, frame_count, first_frame, shape + (channels,),
                      latent_factor, lambda i, previous: make_frame(i), chained=False,
                      preview=preview, resume=resume, progress=progress, xp=xp,
-                     on_frame=on_frame)
+                     on_frame=on_frame, target=target)
 
 
 def _run_bake(out_dir, params, total, first_frame, noise_shape, latent_factor, produce, *,
-              chained, preview, resume, progress, xp, on_frame=None):
+              chained, preview, resume, progress, xp, on_frame=None, target=None):
     """The loop shared by every bake (2-D frames and 3-D volumes): ``produce(i,
     previous)`` makes frame ``first_frame + i`` (``previous`` is frame i - 1's noise
     when ``chained``, else None); ``total`` frames, or None to go until ``produce``
@@ -285,6 +298,16 @@ def _run_bake(out_dir, params, total, first_frame, noise_shape, latent_factor, p
     xp = np if xp is None else xp
     shape = noise_shape[:-1]
     count = None if total is None else total - 1
+    target = target_settings(**target) if isinstance(target, dict) else target_settings(target)
+    if target is not None:
+        # The model's rules, before anything is written (a refused bake writes nothing).
+        if len(shape) != 2:
+            raise ValueError(f"target {target['target']} needs 2-D frames, not {shape}")
+        if total is not None:
+            plan(target["target"], total, shape[0], shape[1], noise_shape[-1],
+                 latent_factor, temporal=target["temporal"],
+                 degradation=target["degradation"])
+        params = dict(params, target=target)
     out_dir = files.check_output_dir(out_dir)
     files.remove_stale_temporaries(out_dir)
 
@@ -305,6 +328,15 @@ def _run_bake(out_dir, params, total, first_frame, noise_shape, latent_factor, p
                 f"output folder {str(out_dir)!r} holds a bake with other parameters "
                 f"({detail}); use another folder, or resume=False (--no-resume) to "
                 "discard it")
+        # Bakes from before the version was recorded used generator 1.
+        old_generator = (old.get("versions") or {}).get("noise_generator", 1)
+        if old_generator != GENERATOR_VERSION:
+            raise BakeMismatchError(
+                f"output folder {str(out_dir)!r} holds a bake made with noise generator "
+                f"version {old_generator}, this is version {GENERATOR_VERSION}: the same "
+                "seed now gives different noise, so resumed frames would not continue "
+                "the earlier ones; use another folder, or resume=False (--no-resume) to "
+                "start afresh")
         old_version = (old.get("versions") or {}).get("cupy_core")
         if old_version != cupy_core.__version__:
             raise BakeMismatchError(
@@ -398,11 +430,17 @@ def _run_bake(out_dir, params, total, first_frame, noise_shape, latent_factor, p
         record = old
     else:
         files.assemble_latents(out_dir, frames, latent_factor)
+        target_record = None
+        if target is not None:
+            target_record = write_target_outputs(
+                out_dir, frames, lambda f: np.load(noise_path(f), allow_pickle=False),
+                seed=params.get("seed", 0), latent_factor=latent_factor, **target)
         extra = {
             "noise_shape": list(noise_shape), "latents_shape": list(latents_shape),
             "files": {"noise": NOISE_PREFIX + "_{frame:04d}.npy",
                       "preview": (PREVIEW_PREFIX + "_{frame:04d}.png") if preview else None,
                       "latents": files.LATENTS_NAME},
+            "target": target_record,
         }
         record = files.bake_json(params, status=STATUS_COMPLETE, frames=frames, extra=extra)
         files.write_json_atomic(bake_path, record)

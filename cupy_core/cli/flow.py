@@ -20,9 +20,12 @@ from pathlib import Path
 
 import numpy as np
 
-from .common import add_device_option, array_module_for, print_summary, run_command
+from .common import (add_bake_options, add_run_options, array_module_for, listed_targets,
+                     print_summary, resolve_target, run_command)
 
 NPY_MAGIC = b"\x93NUMPY"
+# --preview animates at most this many frames (a GIF of thousands would be unwatchable).
+PREVIEW_FRAMES = 240
 
 
 class UsageError(ValueError):
@@ -40,25 +43,11 @@ def build_parser():
     p.add_argument("flows", metavar="FLOWS.npy",
                    help="(T, H, W, 2) float array: backward flow (dx, dy) in pixels at "
                         "pixel centres, x right, y down; NaN = no source (fresh noise)")
-    p.add_argument("--out", required=True, metavar="DIR", help="output folder (created)")
-    p.add_argument("--method", choices=("grid", "particle"), default="grid",
-                   help="grid: exact polygon overlaps; particle: bilinear splats "
-                        "(default: grid)")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
-    p.add_argument("--channels", type=int, default=4, metavar="C",
-                   help="noise channels (default: 4, as Stable Diffusion latents)")
-    p.add_argument("--latent-factor", type=int, default=1, metavar="F",
-                   help="latents.npy is the noise pooled by F x F blocks (default: 1, "
-                        "no pooling; 8 for SD-style latents from full-resolution flow)")
+    add_bake_options(p)
     p.add_argument("--forward", action="store_true",
                    help="FLOWS are forward flows (frame t -> t + 1); they are negated, "
                         "the usual video-pipeline approximation of the backward flow")
-    p.add_argument("--preview", action="store_true",
-                   help="also write preview_XXXX.png (channels 0-2 as colour)")
-    p.add_argument("--no-resume", action="store_true",
-                   help="discard an earlier bake in DIR instead of resuming it")
-    add_device_option(p)
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
+    add_run_options(p)
     return p
 
 
@@ -101,19 +90,19 @@ def main(argv=None):
     if argv and argv[0] == "surface":  # python -m cupy_core surface MESHES --camera ...
         from .surface import main as surface_main
         return surface_main(argv[1:])
+    if listed_targets(argv):
+        return 0
     return run_command(_run, build_parser().parse_args(argv))
 
 
 def _run(args):
     from ..bake.loop import bake_flow_sequence, flow_positions
 
-    if args.channels < 1:
-        raise UsageError(f"--channels must be >= 1, got {args.channels}")
-    if args.latent_factor < 1:
-        raise UsageError(f"--latent-factor must be >= 1, got {args.latent_factor}")
     flows = load_flows(args.flows)
-    if args.latent_factor > min(flows.shape[1:3]):
-        raise UsageError(f"--latent-factor {args.latent_factor} is larger than the "
+    target, channels, latent_factor = resolve_target(args, flows.shape[0] + 1,
+                                                     flows.shape[1], flows.shape[2])
+    if latent_factor > min(flows.shape[1:3]):
+        raise UsageError(f"--latent-factor {latent_factor} is larger than the "
                          f"{flows.shape[1]}x{flows.shape[2]} frames")
     xp = array_module_for(args.device)
 
@@ -121,9 +110,18 @@ def _run(args):
               "flow": "forward (negated)" if args.forward else "backward"}
     result = bake_flow_sequence(
         flow_positions(flows, forward=args.forward), args.out,
-        method=args.method, seed=args.seed, channels=args.channels,
-        latent_factor=args.latent_factor, at="centers", shape=flows.shape[1:3], source=source,
-        progress=not args.quiet, preview=args.preview, resume=not args.no_resume, xp=xp)
+        method=args.method, seed=args.seed, channels=channels,
+        latent_factor=latent_factor, at="centers", shape=flows.shape[1:3], source=source,
+        progress=not args.quiet, preview=args.preview, resume=not args.no_resume, xp=xp,
+        target=target)
+    if args.preview:   # the animated side-by-side, the slice picture, the flicker figure
+        from ..conventions import forward_to_backward
+        from ..preview import preview_bake
+        shown = preview_bake(result.out_dir, flows=flows if not args.forward else
+                             forward_to_backward(np.asarray(flows[:PREVIEW_FRAMES])),
+                             max_frames=PREVIEW_FRAMES)
+        if not args.quiet:
+            print("\n".join(shown.lines))
     if not args.quiet:
         print_summary(result)
     return 0

@@ -1,7 +1,8 @@
 // The four passes of the Brownian-bridge sampling (DESIGN.md 4.2, 4.3), generic over
 // a geometry that enumerates the pieces of a target pixel. cupy_core/bridge.py holds
 // the NumPy twin of each pass. Geometry is recomputed in every pass instead of storing
-// partition records, so memory stays at S_k and T_k[C] per source.
+// partition records, so memory stays at S_k and T_k[C] per source and G_p[C] per
+// target (the sum of the target's piece draws: each normal is drawn once).
 //
 // Per-source sums are accumulated in 64-bit fixed point: integer atomics are
 // associative, so a seed gives the same bits whatever the thread order.
@@ -35,27 +36,40 @@ __device__ __forceinline__ double area_divisor(double S, int normalise_all) {
 // Pass 1: S_k = sum of raw weights requested from source k.
 template <class Geom>
 __device__ void bridge_sum_weights(const Geom& g, long long p, unsigned long long* S_fx) {
+    WORK_COUNT(geometry, 1);
     g.for_each_piece(p, [&](long long k, double w) {
         atomicAdd(S_fx + k, to_fixed(w, S_SCALE));
     });
 }
 
-// Pass 2: T_k[c] = sum of the piece draws Z_i = sqrt(a_i) N(0, 1).
+// Pass 2 (per target): T_k[c] += Z_i = sqrt(a_i) N(0, 1) for each piece, and the
+// target's own sum of its Z_i, G_p[c], kept for pass 4: every piece's normals are drawn
+// once per frame (pass 4 draws none).
 template <class Geom>
 __device__ void bridge_sum_pieces(const Geom& g, long long p, const unsigned long long* S_fx,
-                                  unsigned long long* T_fx, BridgeKey key) {
+                                  unsigned long long* T_fx, double* G, BridgeKey key) {
     const int C = key.channels;
-    g.for_each_piece(p, [&](long long k, double w) {
-        double a = w / area_divisor(from_fixed(S_fx[k], S_SCALE), key.normalise_all);
-        double sa = sqrt(a);
-        for (int c0 = 0; c0 < C; c0 += 4) {
-            double z[4];
-            normals4((unsigned int)p, (unsigned int)k, STREAM_PIECE, (unsigned int)(c0 >> 2),
-                     key.frame, key.k0, key.k1, z);
-            for (int c = c0; c < C && c < c0 + 4; ++c)
-                atomicAdd(T_fx + k * C + c, to_fixed(sa * z[c - c0], T_SCALE));
-        }
-    });
+    for (int cb = 0; cb < C; cb += GATHER_CHUNK) {
+        const int ce = (cb + GATHER_CHUNK < C) ? cb + GATHER_CHUNK : C;
+        double acc[GATHER_CHUNK];
+        for (int c = 0; c < GATHER_CHUNK; ++c) acc[c] = 0.0;
+        WORK_COUNT(geometry, 1);
+        g.for_each_piece(p, [&](long long k, double w) {
+            double a = w / area_divisor(from_fixed(S_fx[k], S_SCALE), key.normalise_all);
+            double sa = sqrt(a);
+            for (int c0 = cb; c0 < ce; c0 += 4) {
+                float z[4];
+                normals4((unsigned int)p, (unsigned int)k, STREAM_PIECE, (unsigned int)(c0 >> 2),
+                         key.frame, key.k0, key.k1, z);
+                for (int c = c0; c < ce && c < c0 + 4; ++c) {
+                    double zi = sa * (double)z[c - c0];
+                    atomicAdd(T_fx + k * C + c, to_fixed(zi, T_SCALE));
+                    acc[c - cb] += zi;
+                }
+            }
+        });
+        for (int c = cb; c < ce; ++c) G[p * C + c] = acc[c - cb];
+    }
 }
 
 // Pass 3 (per source): D_k = X_k - T_k - Z_r, written in place over T_fx as doubles.
@@ -73,41 +87,37 @@ __device__ void bridge_remainder(long long k, const float* prior, const unsigned
     double sr = sqrt(rest);
     double* D = (double*)T_fx;
     for (int c0 = 0; c0 < C; c0 += 4) {
-        double z[4] = {0.0, 0.0, 0.0, 0.0};
+        float z[4] = {0.0f, 0.0f, 0.0f, 0.0f};
         // Only sources not wholly claimed have a remainder to draw.
         if (rest > 0.0)
             normals4((unsigned int)k, 0xFFFFFFFFu, STREAM_REMAINDER, (unsigned int)(c0 >> 2),
                      key.frame, key.k0, key.k1, z);
         for (int c = c0; c < C && c < c0 + 4; ++c) {
             double T = from_fixed(T_fx[k * C + c], T_SCALE);
-            D[k * C + c] = rest > 0.0 ? (double)prior[k * C + c] - (T + sr * z[c - c0])
+            D[k * C + c] = rest > 0.0 ? (double)prior[k * C + c] - (T + sr * (double)z[c - c0])
                                       : (double)prior[k * C + c] - T;
         }
     }
 }
 
-// Pass 4 (per target): Y_p = sum_i (Z_i + a_i D_k) / sqrt(A_p), fresh noise if A_p = 0.
+// Pass 4 (per target): Y_p = (G_p + sum_i a_i D_k) / sqrt(A_p), fresh noise if A_p = 0.
+// No normals: G_p (pass 2) holds the sum of the target's piece draws.
 template <class Geom>
 __device__ void bridge_gather(const Geom& g, long long p, const unsigned long long* S_fx,
-                              const double* D, float* out, BridgeKey key) {
+                              const double* D, const double* G, float* out, BridgeKey key) {
     const int C = key.channels;
     for (int cb = 0; cb < C; cb += GATHER_CHUNK) {
         const int ce = (cb + GATHER_CHUNK < C) ? cb + GATHER_CHUNK : C;
         double acc[GATHER_CHUNK];
         for (int c = 0; c < GATHER_CHUNK; ++c) acc[c] = 0.0;
         double A = 0.0;
+        WORK_COUNT(geometry, 1);
         g.for_each_piece(p, [&](long long k, double w) {
             double a = w / area_divisor(from_fixed(S_fx[k], S_SCALE), key.normalise_all);
-            double sa = sqrt(a);
-            for (int c0 = cb; c0 < ce; c0 += 4) {
-                double z[4];
-                normals4((unsigned int)p, (unsigned int)k, STREAM_PIECE, (unsigned int)(c0 >> 2),
-                         key.frame, key.k0, key.k1, z);
-                for (int c = c0; c < ce && c < c0 + 4; ++c)
-                    acc[c - cb] += sa * z[c - c0] + a * D[k * C + c];
-            }
+            for (int c = cb; c < ce; ++c) acc[c - cb] += a * D[k * C + c];
             A += a;
         });
+        for (int c = cb; c < ce; ++c) acc[c - cb] = G[p * C + c] + acc[c - cb];
         write_gathered(out, p, C, cb, ce, acc, A, key.frame, key.k0, key.k1);
     }
 }
@@ -124,11 +134,12 @@ extern "C" __global__ void PREFIX##_sum_weights(long long start, long long n, GE
 }                                                                                            \
 extern "C" __global__ void PREFIX##_sum_pieces(long long start, long long n, GEOM_ARGS,     \
                                                 const unsigned long long* S_fx,              \
-                                                unsigned long long* T_fx, BridgeKey key) {   \
+                                                unsigned long long* T_fx, double* G,         \
+                                                BridgeKey key) {                             \
     long long p = item_index(start);                                                         \
     if (p >= n) return;                                                                      \
     GEOM g = GEOM_INIT;                                                                      \
-    bridge_sum_pieces(g, p, S_fx, T_fx, key);                                                \
+    bridge_sum_pieces(g, p, S_fx, T_fx, G, key);                                             \
 }                                                                                            \
 extern "C" __global__ void PREFIX##_remainder(long long start, long long n_source,         \
                                                const float* prior,                           \
@@ -140,9 +151,9 @@ extern "C" __global__ void PREFIX##_remainder(long long start, long long n_sourc
 }                                                                                            \
 extern "C" __global__ void PREFIX##_gather(long long start, long long n, GEOM_ARGS,         \
                                             const unsigned long long* S_fx, const double* D, \
-                                            float* out, BridgeKey key) {                     \
+                                            const double* G, float* out, BridgeKey key) {    \
     long long p = item_index(start);                                                         \
     if (p >= n) return;                                                                      \
     GEOM g = GEOM_INIT;                                                                      \
-    bridge_gather(g, p, S_fx, D, out, key);                                                  \
+    bridge_gather(g, p, S_fx, D, G, out, key);                                               \
 }

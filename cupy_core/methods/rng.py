@@ -23,9 +23,32 @@ STREAM_REMAINDER = 3
 STREAM_FRESH = 4
 STREAM_SUBPIXEL = 5   # the upsampling baseline's sub-pixels (upsample.py)
 
-TWO_M32 = 2.0 ** -32
-TWO_PI = 6.283185307179586
+# The version of the noise generator: which numbers a (seed, frame, cell) gives. Bump it
+# whenever the counters, the Philox rounds or the normal transform change; a bake
+# records it (bake.json, ``noise_generator``) and refuses to resume one made by another.
+# 1: float64 Box-Muller with the libm's log/sin/cos (before 2026-11).
+# 2: float32 Box-Muller with the project's own log and sin/cos (below).
+GENERATOR_VERSION = 2
 
+# The float32 transform (normals4 in philox.cuh does the same operations in the same
+# order). Only + - * / and sqrt on IEEE float32, plus exact integer and bit operations,
+# so every IEEE machine gives the same bits: NumPy here, CUDA (--fmad=false), g++
+# (-ffp-contract=off). Constants are float32 values.
+F = np.float32
+TWO_M32_F = F(2.0 ** -32)
+TWO_M29_F = F(2.0 ** -29)
+PI_4_F = F(0.7853981633974483)
+LN2_HI_F = F(0.693145751953125)        # 0x3F317200: e * LN2_HI is exact for |e| < 2^8
+LN2_LO_F = F(1.4286068203094172e-06)
+# ln(m) = 2 atanh(f), f = (m - 1) / (m + 1), |f| <= 0.1716: odd series to f^9
+# (truncation < 1e-9, far below float32's 6e-8).
+LOG_C = tuple(F(1.0 / k) for k in (3, 5, 7, 9))
+# sin, cos on [0, pi/4]: Taylor series to x^9 and x^10 (truncation < 2e-9).
+SIN_C = tuple(F(v) for v in (-1.0 / 6, 1.0 / 120, -1.0 / 5040, 1.0 / 362880))
+COS_C = tuple(F(v) for v in (-0.5, 1.0 / 24, -1.0 / 720, 1.0 / 40320, -1.0 / 3628800))
+# The largest |z| the transform reaches: u1 >= 2^-33, so the radius is at most
+# sqrt(-2 ln 2^-33) = sqrt(66 ln 2) (the exact float32 value: ``max_abs_normal()``).
+U1_MIN = 2.0 ** -33
 
 def seed_key(seed):
     """Split a user seed (any int that fits in 64 bits) into Philox's two key words."""
@@ -79,33 +102,123 @@ def philox4x32_10(c0, c1, c2, c3, k0, k1):
     return tuple(o.reshape(shape) for o in out)
 
 
-def _box_muller(a, b, out_cos, out_sin):
-    """Two normals from two uint32 words: ``u1`` in (0, 1] keeps the log finite."""
-    u1 = (a.astype(np.float64) + 1.0) * TWO_M32
-    angle = TWO_PI * (b.astype(np.float64) * TWO_M32)   # as in philox.cuh
-    rad = np.sqrt(-2.0 * np.log(u1))
-    np.multiply(rad, np.cos(angle), out=out_cos)
-    np.multiply(rad, np.sin(angle), out=out_sin)
+def ln_f32(u):
+    """Natural log of float32 ``u > 0`` (normal numbers), as ``ln_f32`` in philox.cuh:
+    ``u = m 2^e`` with ``m`` in [0x3F3504F3, 0x3FB504F2] (about [sqrt(1/2), sqrt(2)))
+    from the bits, then
+    ``e ln 2 + 2 atanh((m - 1) / (m + 1))``. Float32 in, float32 out."""
+    u = np.asarray(u, F)
+    # Integer steps only (musl's logf reduction): shifting the bits by
+    # 0x3F800000 - 0x3F3504F3 moves the exponent boundary to m = sqrt(1/2).
+    ix = u.view(np.uint32) + np.uint32(0x004AFB0D)
+    e = (ix >> np.uint32(23)).view(np.int32) - np.int32(127)
+    m = ((ix & np.uint32(0x007FFFFF)) + np.uint32(0x3F3504F3)).view(F)
+    f = (m - F(1.0)) / (m + F(1.0))
+    f2 = f * f
+    p = f2 * (LOG_C[0] + f2 * (LOG_C[1] + f2 * (LOG_C[2] + f2 * LOG_C[3])))
+    lnm = F(2.0) * (f + f * p)
+    ef = e.astype(F)
+    return ef * LN2_HI_F + (ef * LN2_LO_F + lnm)
+
+
+def sincos_turn_f32(b):
+    """``(cos, sin)`` of ``2 pi b / 2^32`` for uint32 words ``b``, float32, as
+    ``sincos_turn_f32`` in philox.cuh: ``b + 2^29`` (mod 2^32) splits, in integers and
+    exactly, into a quadrant (top 2 bits) and ``theta`` in [-pi/4, pi/4) (the other 30,
+    less 2^29); Taylor series of sin and cos on that interval, then the quadrant's
+    swap and signs (sign-bit flips)."""
+    b = np.asarray(b).astype(np.uint32, copy=False) + np.uint32(0x20000000)
+    q = b >> np.uint32(30)
+    low = (b & np.uint32(0x3FFFFFFF)).view(np.int32) - np.int32(0x20000000)
+    x = (low.astype(F) * TWO_M29_F) * PI_4_F
+    x2 = x * x
+    s = x + x * (x2 * (SIN_C[0] + x2 * (SIN_C[1] + x2 * (SIN_C[2] + x2 * SIN_C[3]))))
+    c = F(1.0) + x2 * (COS_C[0] + x2 * (COS_C[1] + x2 * (COS_C[2] + x2 * (COS_C[3] + x2 * COS_C[4]))))
+    swap = (q & np.uint32(1)).astype(bool)                           # quadrants 1, 3
+    cos = np.where(swap, s, c)
+    sin = np.where(swap, c, s)
+    # Negate (flip the sign bit): cos in quadrants 1, 2; sin in quadrants 2, 3.
+    cos.view(np.uint32)[...] ^= ((q + np.uint32(1)) & np.uint32(2)) << np.uint32(30)
+    sin.view(np.uint32)[...] ^= (q & np.uint32(2)) << np.uint32(30)
+    return cos, sin
+
+
+def box_muller_f32(a, b):
+    """Two float32 standard normals from two uint32 words (philox.cuh's
+    ``box_muller_f32``): ``u1 = (a + 1/2) 2^-32`` in (0, 1], radius ``sqrt(-2 ln u1)``,
+    angle ``2 pi b 2^-32``."""
+    u1 = (np.asarray(a).astype(F) + F(0.5)) * TWO_M32_F
+    rad = np.sqrt(F(-2.0) * ln_f32(u1))
+    cos, sin = sincos_turn_f32(b)
+    return rad * cos, rad * sin
+
+
+_MAX_ABS = []
+
+
+def max_abs_normal():
+    """The largest |z| the transform can give (a = 0, b = 0: u1 = 2^-33, angle 0)."""
+    if not _MAX_ABS:
+        z0, _ = box_muller_f32(np.zeros(1, np.uint32), np.zeros(1, np.uint32))
+        _MAX_ABS.append(float(z0[0]))
+    return _MAX_ABS[0]
+
+
+def _normals_block(c0, c1, stream, groups, fw, k0, k1, out):
+    for g in range(groups):
+        r0, r1, r2, r3 = philox4x32_10(c0, c1, (int(stream) << 24) | g, fw, k0, k1)
+        out[4 * g], out[4 * g + 1] = box_muller_f32(r0, r1)
+        out[4 * g + 2], out[4 * g + 3] = box_muller_f32(r2, r3)
+
+
+# Draws above this many are split over a pool of threads (NumPy releases the GIL in its
+# loops; the numbers do not depend on the split). None: one thread per core, at most 8.
+THREADS = None
+PARALLEL_MIN = 1 << 16
+_pool = None
+
+
+def pool():
+    """The thread pool shared by the CPU path (rng, bridge)."""
+    global _pool
+    if _pool is None:
+        import os
+        from concurrent.futures import ThreadPoolExecutor
+        n = THREADS or min(8, os.cpu_count() or 1)
+        _pool = ThreadPoolExecutor(max_workers=n, thread_name_prefix="cupy_core")
+    return _pool
+
+
+def parallel_blocks(n, fn, block=BLOCK):
+    """Run ``fn(lo, hi)`` over ``[0, n)`` in blocks, on the pool when ``n`` is large."""
+    spans = [(lo, min(n, lo + block)) for lo in range(0, n, block)]
+    if n < PARALLEL_MIN or len(spans) < 2:
+        for lo, hi in spans:
+            fn(lo, hi)
+        return
+    for f in [pool().submit(fn, lo, hi) for lo, hi in spans]:
+        f.result()
 
 
 def normals_cm(c0, c1, stream, channels, frame, seed):
-    """Standard normals for draws ``(c0[i], c1[i])``, channel-major: ``(channels, N)``.
+    """Standard normals for draws ``(c0[i], c1[i])``, channel-major: float32
+    ``(channels, N)``.
 
     Row ``ch`` holds the numbers that ``normals4`` gives in CUDA for channel group
-    ``ch // 4``. Worked through in blocks so the temporaries stay in cache.
+    ``ch // 4``. Worked through in blocks (on a thread pool for large N) so the
+    temporaries stay in cache.
     """
     c0 = np.asarray(c0, dtype=np.uint64).reshape(-1)
     c1 = np.broadcast_to(np.asarray(c1, dtype=np.uint64), c0.shape)
     k0, k1 = seed_key(seed)
     fw = frame_word(frame)
     groups = (channels + 3) // 4
-    out = np.empty((groups * 4, c0.size), dtype=np.float64)
-    for lo in range(0, c0.size, BLOCK):
-        hi = min(c0.size, lo + BLOCK)
-        for g in range(groups):
-            r0, r1, r2, r3 = philox4x32_10(c0[lo:hi], c1[lo:hi], (int(stream) << 24) | g, fw, k0, k1)
-            _box_muller(r0, r1, out[4 * g, lo:hi], out[4 * g + 1, lo:hi])
-            _box_muller(r2, r3, out[4 * g + 2, lo:hi], out[4 * g + 3, lo:hi])
+    out = np.empty((groups * 4, c0.size), dtype=F)
+
+    def run(lo, hi):
+        _normals_block(c0[lo:hi], c1[lo:hi], stream, groups, fw, k0, k1, out[:, lo:hi])
+
+    parallel_blocks(c0.size, run)
     return out[:channels]
 
 

@@ -7,10 +7,20 @@
 //   upsample_offsets (per source): off_k = X_k / N - mean of the N^2 draws u_s of k
 //   upsample_gather  (per target): Y_p = sum over sub-pixel centres in R_p of
 //                                  (u_s + off_k) / sqrt(count), fresh noise if none
+// Sub-pixel values and offsets are summed in 64-bit fixed point (2^-32 units, UP_SCALE):
+// integer sums do not depend on their order, so this gather's sums and the CPU's
+// running sums along sub-pixel rows give the same bits.
 #include "launch.cuh"
 #include "philox.cuh"
 #include "quad2d.cuh"
 
+
+#define UP_SCALE 4294967296.0   // 2^32
+
+// u_s in fixed point: z * 2^32 rounded to nearest even (upsample.py: fixed).
+__device__ __forceinline__ long long up_fixed(float z) {
+    return __double2ll_rn((double)z * UP_SCALE);
+}
 
 struct UpKey {
     unsigned int k0, k1, frame;
@@ -26,23 +36,26 @@ __device__ __forceinline__ long long up_col(double x, double Ws, double n, long 
     return (long long)c;
 }
 
-// Pass 1 (per source): off_k[c] = X_k[c] / N - (sum of the N^2 draws) / N^2.
+// Pass 1 (per source): off_k[c] = X_k[c] / N - (sum of the N^2 draws) / N^2, in fixed point.
 extern "C" __global__ void upsample_offsets(long long start, long long n_source,
-                                            const float* prior, double* off, UpKey key) {
+                                            const float* prior, long long* off, UpKey key) {
     long long k = item_index(start);
     if (k >= n_source) return;
     const int C = key.channels;
     const unsigned int nn = (unsigned int)key.factor * (unsigned int)key.factor;
     for (int c0 = 0; c0 < C; c0 += 4) {
-        double sum[4] = {0.0, 0.0, 0.0, 0.0};
+        long long sum[4] = {0, 0, 0, 0};
         for (unsigned int s = 0; s < nn; ++s) {
-            double z[4];
+            float z[4];
             normals4((unsigned int)k, s, STREAM_SUBPIXEL, (unsigned int)(c0 >> 2), key.frame,
                      key.k0, key.k1, z);
-            for (int q = 0; q < 4; ++q) sum[q] += z[q];
+            for (int q = 0; q < 4; ++q) sum[q] += up_fixed(z[q]);
         }
-        for (int c = c0; c < C && c < c0 + 4; ++c)
-            off[k * C + c] = (double)prior[k * C + c] / (double)key.factor - sum[c - c0] / (double)nn;
+        for (int c = c0; c < C && c < c0 + 4; ++c) {
+            double o = (double)prior[k * C + c] / (double)key.factor
+                     - ((double)sum[c - c0] / UP_SCALE) / (double)nn;
+            off[k * C + c] = __double2ll_rn(o * UP_SCALE);
+        }
     }
 }
 
@@ -50,7 +63,7 @@ extern "C" __global__ void upsample_offsets(long long start, long long n_source,
 extern "C" __global__ void upsample_gather(long long start, long long n,
                                            const double* corners, const unsigned char* valid,
                                            long long H, long long W, long long Hs, long long Ws,
-                                           const double* off, float* out, UpKey key) {
+                                           const long long* off, float* out, UpKey key) {
     long long p = item_index(start);
     if (p >= n) return;
     const int C = key.channels;
@@ -70,8 +83,8 @@ extern "C" __global__ void upsample_gather(long long start, long long n,
     }
     for (int cb = 0; cb < C; cb += GATHER_CHUNK) {
         const int ce = (cb + GATHER_CHUNK < C) ? cb + GATHER_CHUNK : C;
-        double acc[GATHER_CHUNK];
-        for (int c = 0; c < GATHER_CHUNK; ++c) acc[c] = 0.0;
+        long long acc[GATHER_CHUNK];
+        for (int c = 0; c < GATHER_CHUNK; ++c) acc[c] = 0;
         long long count = 0;
         for (long long gy = gy0; gy < gy1; ++gy) {
             double yc = ((double)gy + 0.5) / nd;
@@ -95,16 +108,18 @@ extern "C" __global__ void upsample_gather(long long start, long long n,
                     long long k = (gy / N) * Ws + gx / N;
                     unsigned int s = (unsigned int)((gy % N) * N + gx % N);
                     for (int c0 = cb; c0 < ce; c0 += 4) {
-                        double z[4];
+                        float z[4];
                         normals4((unsigned int)k, s, STREAM_SUBPIXEL, (unsigned int)(c0 >> 2),
                                  key.frame, key.k0, key.k1, z);
                         for (int c = c0; c < ce && c < c0 + 4; ++c)
-                            acc[c - cb] += z[c - c0] + off[k * C + c];
+                            acc[c - cb] += up_fixed(z[c - c0]) + off[k * C + c];
                     }
                     ++count;
                 }
             }
         }
-        write_gathered(out, p, C, cb, ce, acc, (double)count, key.frame, key.k0, key.k1);
+        double sums[GATHER_CHUNK];
+        for (int c = 0; c < GATHER_CHUNK; ++c) sums[c] = (double)acc[c] / UP_SCALE;
+        write_gathered(out, p, C, cb, ce, sums, (double)count, key.frame, key.k0, key.k1);
     }
 }

@@ -159,21 +159,50 @@ def upsample_pieces(corners, source_shape, factor, valid=None):
     return uniq // (hs * ws), uniq % (hs * ws), total
 
 
+# Sub-pixel values are summed in 64-bit fixed point (2^-32 units), as in upsample.cu:
+# integer sums do not depend on their order, so the kernel's per-sub-pixel sums and
+# this path's running sums give the same bits.
+SCALE = 4294967296.0
+
+
+def fixed(v):
+    """float32 or float64 values in fixed point, int64 (``up_fixed``, ``__double2ll_rn``)."""
+    return np.rint(np.asarray(v, np.float64) * SCALE).astype(np.int64)
+
+
 def subpixel_normals(k, s, channels, frame, seed):
-    """u for sub-pixels ``s`` of sources ``k``: ``(C, n)``, as ``normals4`` in the kernels."""
+    """u for sub-pixels ``s`` of sources ``k``: float32 ``(C, n)``, as ``normals4``."""
     return rng.normals_cm(k, s, rng.STREAM_SUBPIXEL, channels, frame, seed)
 
 
+def offset_fixed(prior_cm, u_sum, factor):
+    """The offset X_k / N - mean_k(u) in fixed point, from the fixed-point sum of the
+    N^2 draws (as ``upsample_offsets``)."""
+    off = prior_cm / float(factor) - (u_sum.astype(np.float64) / SCALE) / float(factor * factor)
+    return fixed(off)
+
+
 def offsets(prior_cm, k, factor, seed, frame):
-    """X_k / N - mean_k(u) for sources ``k`` (``prior_cm``: (C, Ns)): the shift that
-    conditions the sub-pixels on X_k. The reference of ``upsample_offsets``; the band
-    loop of ``upsample_numpy`` computes the same numbers from its own draws."""
+    """X_k / N - mean_k(u) for sources ``k`` (``prior_cm``: (C, Ns)), int64 fixed point:
+    the shift that conditions the sub-pixels on X_k. The reference of
+    ``upsample_offsets``; the band loop of ``upsample_numpy`` computes the same numbers
+    from its own draws."""
     channels = prior_cm.shape[0]
     nn = factor * factor
     kk = np.repeat(np.asarray(k, np.int64), nn)
     ss = np.tile(np.arange(nn, dtype=np.int64), len(k))
-    u = subpixel_normals(kk, ss, channels, frame, seed).reshape(channels, len(k), nn)
-    return prior_cm[:, k] / float(factor) - u.sum(axis=2) / float(nn)
+    u = fixed(subpixel_normals(kk, ss, channels, frame, seed)).reshape(channels, len(k), nn)
+    return offset_fixed(prior_cm[:, k], u.sum(axis=2), factor)
+
+
+def _exact_sum(t, part, n):
+    """Per-target sums of int64 ``part`` as float64, exact (bincount while every partial
+    sum stays below 2^53, else int64 adds)."""
+    if part.size == 0 or np.bincount(t, np.abs(part), minlength=n).max() < 2.0 ** 52:
+        return np.bincount(t, part, minlength=n)
+    out = np.zeros(n, np.int64)
+    np.add.at(out, t, part)
+    return out.astype(np.float64)
 
 
 def upsample_numpy(prior, corners, source_shape, factor, valid, seed, frame):
@@ -211,11 +240,12 @@ def upsample_numpy(prior, corners, source_shape, factor, valid, seed, frame):
         rr = sub_r[:hi - lo]
         k = ((r0 + rr // factor) * ws + sub_c // factor).ravel()
         s = ((rr % factor) * factor + sub_c % factor).ravel()
-        u = subpixel_normals(k, s, channels, frame, seed).reshape(channels, r1 - r0, factor, ws, factor)
-        off = prior[:, r0 * ws:r1 * ws].reshape(channels, r1 - r0, ws) / float(factor) \
-            - u.sum(axis=(2, 4)) / nn
+        u = fixed(subpixel_normals(k, s, channels, frame, seed)).reshape(
+            channels, r1 - r0, factor, ws, factor)
+        off = offset_fixed(prior[:, r0 * ws:r1 * ws].reshape(channels, r1 - r0, ws),
+                           u.sum(axis=(2, 4)), factor)
         u += off[:, :, None, :, None]
-        run = np.zeros((channels, hi - lo, cols + 1))
+        run = np.zeros((channels, hi - lo, cols + 1), np.int64)
         np.cumsum(u.reshape(channels, hi - lo, cols), axis=2, out=run[:, :, 1:])
         run = run.reshape(channels, -1)
         del u
@@ -228,10 +258,11 @@ def upsample_numpy(prior, corners, source_shape, factor, valid, seed, frame):
             for c in range(channels):
                 r = run[c]
                 part = (r[base + b0] - r[base + a0]) + (r[base + b1] - r[base + a1])
-                acc[c] += np.bincount(t, part, minlength=n_target)
+                acc[c] += _exact_sum(t, part, n_target)
     out = np.empty((channels, n_target))
     has = count > 0
-    out[:, has] = acc[:, has] / np.sqrt(count[has].astype(np.float64))
+    # As write_gathered: the sum times 1 / sqrt(count).
+    out[:, has] = (acc[:, has] / SCALE) * (1.0 / np.sqrt(count[has].astype(np.float64)))
     fresh = np.nonzero(~has)[0]
     if fresh.size:
         out[:, fresh] = rng.normals_cm(fresh, 0, rng.STREAM_FRESH, channels, frame, seed)
@@ -253,7 +284,7 @@ def upsample_cupy(prior, corners, valid, source_shape, factor, seed, frame):
     h, w = corners.shape[0] - 1, corners.shape[1] - 1
     k0, k1 = rng.seed_key(seed)
     key = struct(KEY_FIELDS, (k0, k1, rng.frame_word(frame), channels, factor))
-    off = cupy.empty((n_source, channels), dtype=cupy.float64)
+    off = cupy.empty((n_source, channels), dtype=cupy.int64)   # fixed point
     out = cupy.empty((h * w, channels), dtype=cupy.float32)
     cost = channels * factor * factor   # draws per item
     launch("upsample.cu", "upsample_offsets", n_source, (prior, off, key), cost=cost)

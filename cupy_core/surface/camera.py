@@ -162,8 +162,10 @@ def rays(camera, xy):
         q = np.stack([nx, ny, np.full_like(nx, z), np.ones_like(nx)], axis=-1) @ inv.T
         return q[:, :3] / q[:, 3:4]
 
-    near, far = unproject(-1.0), unproject(1.0)
-    d = far - near
+    # The direction from the near plane to ndc z = 0 (between the planes): finite
+    # also for a projection with its far plane at infinity (where z = 1 is w = 0).
+    near, mid = unproject(-1.0), unproject(0.0)
+    d = mid - near
     return near, d / np.linalg.norm(d, axis=-1, keepdims=True)
 
 

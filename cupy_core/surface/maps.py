@@ -27,13 +27,13 @@ import dataclasses
 import numpy as np
 
 from ..methods import rng
-from ..conventions import array_module, corners_to_centers
+from ..conventions import array_module
 from ..warp import warp_masked
 from .camera import background_positions, project
 from .raster import corner_points, interpolate, rasterize
 from .uvmap import uv_islands, uv_to_texture
 
-__all__ = ["Mesh", "uv_positions", "geometry_positions", "surface_noise",
+__all__ = ["Mesh", "uv_positions", "geometry_positions", "geometry_from_hits", "surface_noise",
            "texture_noise", "screen_noise", "surface_uv", "SURFACE_KEY",
            "BACKGROUND_RULES", "GEOMETRY_BACKGROUND_RULES"]
 
@@ -124,26 +124,48 @@ def _view_depth(camera, points):
 def geometry_positions(mesh_now, mesh_prev, cam_now, cam_prev, *, background="camera",
                        occlusion=True, points=None):
     """Backward positions at pixel corners ``(H+1, W+1, 2)`` in the previous frame's
-    pixels: the surface point seen at each corner of frame f (rasterised, barycentric
-    on its triangle), moved to frame f-1 (same barycentrics on ``mesh_prev``, the same
-    topology) and projected by ``cam_prev``.
-
-    NaN (fresh noise for the pixels around it): a point hidden at f-1 (the frame f-1
-    z-buffer, sampled at its old image position, holds a nearer surface), or behind the
-    old camera. Corners on no surface follow ``background``: ``"camera"`` (at infinity:
-    the view direction through the old camera, as the vectors source), ``"fresh"``, or
-    ``"screen"`` (it stays on the screen). ``points (N, 2)``: other image points than
-    the corners (then ``(N, 2)`` is returned).
-    Old positions outside the old image are kept (the core gives that part fresh
-    noise)."""
-    if background not in GEOMETRY_BACKGROUND_RULES:
-        raise ValueError(f"background must be one of {GEOMETRY_BACKGROUND_RULES}, got {background!r}")
+    pixels, by the rasteriser: the surface point seen at each corner of frame f
+    (barycentric on its triangle), moved to frame f-1 and projected by ``cam_prev``
+    (``geometry_from_hits``); hidden at f-1 when the frame f-1 z-buffer, sampled at its
+    old image position, holds a nearer surface (``occlusion``). ``points (N, 2)``:
+    other image points than the corners (then ``(N, 2)`` is returned)."""
     if mesh_now.faces.shape != mesh_prev.faces.shape or len(mesh_now.vertices) != len(mesh_prev.vertices):
         raise ValueError("frames f and f-1 must have the same topology (vertex and "
                          "triangle counts)")
     h, w = cam_now.shape
     pts = (corner_points((h, w)) if points is None else np.asarray(points, float)).reshape(-1, 2)
     face, bary, _ = _raster(mesh_now, cam_now, pts)
+
+    def occluded(sel, old3d, old_xy):
+        vd_prev = _view_depth(cam_prev, mesh_prev.vertices)
+        own = _view_depth(cam_prev, old3d)
+        f2, b2, _ = _raster(mesh_prev, cam_prev, old_xy)
+        seen = interpolate(vd_prev[:, None], mesh_prev.faces, f2, b2)[:, 0]
+        tol = 1e-4 * np.abs(own) + 1e-6
+        return (f2 >= 0) & (f2 != face[sel]) & (seen < own - tol)
+
+    pos = geometry_from_hits(pts, face, bary, mesh_prev, cam_now, cam_prev,
+                             background=background, occluded=occluded if occlusion else None)
+    return pos if points is not None else pos.reshape(h + 1, w + 1, 2)
+
+
+def geometry_from_hits(points, face, bary, mesh_prev, cam_now, cam_prev, *,
+                       background="camera", occluded=None):
+    """The geometry map's rule, shared by the rasteriser (``geometry_positions``) and
+    the ray-casting route (``meshio.geometry_positions_rays``): image ``points (N, 2)``
+    of frame f hit ``face`` (-1: none) at barycentrics ``bary``; the same barycentric
+    point on ``mesh_prev`` (the same topology) is projected by ``cam_prev``.
+
+    NaN (fresh noise for the pixels around it): behind the old camera, or where
+    ``occluded(sel, old3d, old_xy)`` (the route's visibility test for the hit points
+    ``sel`` whose old position lies in the old image) says a nearer surface hid it at
+    f-1. Points on no surface follow ``background``: ``"camera"`` (at infinity: the
+    view direction through the old camera, as the vectors source), ``"fresh"``, or
+    ``"screen"`` (it stays on the screen). Old positions outside the old image are
+    kept (the core gives that part fresh noise). Returns ``(N, 2)``."""
+    if background not in GEOMETRY_BACKGROUND_RULES:
+        raise ValueError(f"background must be one of {GEOMETRY_BACKGROUND_RULES}, got {background!r}")
+    pts = np.asarray(points, dtype=np.float64).reshape(-1, 2)
     hit = face >= 0
     pos = np.full((pts.shape[0], 2), np.nan)
     old3d = interpolate(mesh_prev.vertices, mesh_prev.faces, face, bary)
@@ -151,23 +173,16 @@ def geometry_positions(mesh_now, mesh_prev, cam_now, cam_prev, *, background="ca
     ok = ow > 0
     oxy[~ok] = np.nan
     pos[hit] = oxy
-    if occlusion and hit.any():
-        idx = np.nonzero(hit)[0]
+    if occluded is not None and hit.any():
         inside = ok & (oxy[:, 0] >= 0) & (oxy[:, 0] <= cam_prev.width) & \
             (oxy[:, 1] >= 0) & (oxy[:, 1] <= cam_prev.height)
-        sel = idx[inside]
-        vd_prev = _view_depth(cam_prev, mesh_prev.vertices)
-        own = _view_depth(cam_prev, old3d[sel])
-        f2, b2, _ = _raster(mesh_prev, cam_prev, pos[sel])
-        seen = interpolate(vd_prev[:, None], mesh_prev.faces, f2, b2)[:, 0]
-        tol = 1e-4 * np.abs(own) + 1e-6
-        hidden = (f2 >= 0) & (f2 != face[sel]) & (seen < own - tol)
-        pos[sel[hidden]] = np.nan
+        sel = np.nonzero(hit)[0][inside]
+        pos[sel[occluded(sel, old3d[sel], pos[sel])]] = np.nan
     if background == "camera" and (~hit).any():
         pos[~hit] = background_positions(cam_now, cam_prev, pts[~hit])
     elif background == "screen":
         pos[~hit] = pts[~hit]
-    return pos if points is not None else pos.reshape(h + 1, w + 1, 2)
+    return pos
 
 
 def surface_uv(mesh, camera, points):

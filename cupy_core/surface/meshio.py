@@ -11,8 +11,9 @@ import re
 
 import numpy as np
 
-from .camera import project, rays
-from .maps import Mesh, uv_from_hits
+from ..bake.sequences import frame_glob, has_frame_pattern
+from .camera import rays
+from .maps import Mesh, geometry_from_hits, uv_from_hits
 from .raster import corner_points
 
 MESH_EXTENSIONS = (".obj", ".ply", ".gltf", ".glb", ".stl", ".off")
@@ -38,9 +39,8 @@ def sequence_files(path):
     if os.path.isdir(path):
         files = [os.path.join(path, n) for n in os.listdir(path)
                  if n.lower().endswith(MESH_EXTENSIONS)]
-    elif "#" in os.path.basename(path):
-        run = re.search(r"#+", os.path.basename(path)).group(0)
-        files = glob.glob(path.replace(run, "[0-9]" * len(run)))
+    elif has_frame_pattern(path):
+        files = glob.glob(frame_glob(path))
     elif any(c in path for c in "*?["):
         files = glob.glob(path)
     elif os.path.isfile(path):
@@ -111,32 +111,21 @@ def uv_positions_rays(tm, mesh, camera, texture_size):
 def geometry_positions_rays(tm_now, mesh_now, tm_prev, mesh_prev, cam_now, cam_prev,
                             background="camera"):
     """``maps.geometry_positions`` by ray casting: the corner rays of frame f hit the
-    surface; the same barycentric point on frame f-1's mesh is projected by the old
-    camera, and is hidden when the old camera's ray towards it hits something nearer."""
-    from .camera import background_positions
+    surface (``maps.geometry_from_hits`` moves the hits to frame f-1); a point is hidden
+    when the old camera's ray towards it hits something nearer."""
     h, w = cam_now.shape
     pts = corner_points((h, w)).reshape(-1, 2)
     origins, dirs = rays(cam_now, pts)
     face, bary, _ = _first_hits(tm_now, origins, dirs)
-    hit = face >= 0
-    pos = np.full((pts.shape[0], 2), np.nan)
-    f = mesh_prev.faces[face[hit]]
-    old3d = np.einsum("nk,nkc->nc", bary[hit], mesh_prev.vertices[f])
-    oxy, ow, _ = project(cam_prev, old3d)
-    oxy[~(ow > 0)] = np.nan
-    idx = np.nonzero(hit)[0]
-    inside = (ow > 0) & (oxy[:, 0] >= 0) & (oxy[:, 0] <= cam_prev.width) & \
-        (oxy[:, 1] >= 0) & (oxy[:, 1] <= cam_prev.height)
-    o2, d2 = rays(cam_prev, oxy[inside])
-    f2, _, loc2 = _first_hits(tm_prev, o2, d2)
-    dist_own = np.einsum("nc,nc->n", old3d[inside] - o2, d2)
-    dist_hit = np.einsum("nc,nc->n", loc2 - o2, d2)
-    hidden = (f2 >= 0) & (f2 != face[idx[inside]]) & \
-        (dist_hit < dist_own - (1e-4 * np.abs(dist_own) + 1e-6))
-    oxy[np.nonzero(inside)[0][hidden]] = np.nan
-    pos[hit] = oxy
-    if background == "camera" and (~hit).any():
-        pos[~hit] = background_positions(cam_now, cam_prev, pts[~hit])
-    elif background == "screen":
-        pos[~hit] = pts[~hit]
+
+    def occluded(sel, old3d, old_xy):
+        o2, d2 = rays(cam_prev, old_xy)
+        f2, _, loc2 = _first_hits(tm_prev, o2, d2)
+        dist_own = np.einsum("nc,nc->n", old3d - o2, d2)
+        dist_hit = np.einsum("nc,nc->n", loc2 - o2, d2)
+        return (f2 >= 0) & (f2 != face[sel]) & \
+            (dist_hit < dist_own - (1e-4 * np.abs(dist_own) + 1e-6))
+
+    pos = geometry_from_hits(pts, face, bary, mesh_prev, cam_now, cam_prev,
+                             background=background, occluded=occluded)
     return pos.reshape(h + 1, w + 1, 2)

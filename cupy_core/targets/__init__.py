@@ -5,12 +5,12 @@ from the warped chain (``nearest``, ``blend_norm``) and degradation; ``files``: 
 files (``model_latents.npy``, ``model_latents.latent``, ``noises.npy``), ``plan`` and
 ``write_target_outputs``; ``load``: ``load_latents`` (torch, imported only there).
 """
-from .files import BAKE_JSON_KEY, plan, write_target_outputs
+from .files import BAKE_JSON_KEY, plan, target_settings, write_target_outputs
 from .latents import DEFAULT_TEMPORAL, TEMPORAL_MODES, degradation_correlation
 from .profiles import (DEFAULT_TARGET, PROFILES, TARGETS, format_targets, frame_rule,
                        get_profile, latent_frame_count)
 
-__all__ = ["BAKE_JSON_KEY", "plan", "write_target_outputs", "TEMPORAL_MODES",
+__all__ = ["BAKE_JSON_KEY", "plan", "target_settings", "write_target_outputs", "TEMPORAL_MODES",
            "DEFAULT_TEMPORAL", "degradation_correlation", "DEFAULT_TARGET", "PROFILES",
            "TARGETS", "format_targets", "frame_rule", "get_profile", "latent_frame_count",
            "load_latents"]

@@ -19,31 +19,15 @@ from pathlib import Path
 
 import numpy as np
 
+from ..bake.files import atomic_path, save_npy_atomic
 from .latents import LatentFrames, check_degradation, check_temporal
 from .profiles import (check_channels, check_frame_count, check_latent_factor,
                        check_render_size, frame_rule, get_profile, latent_frame_count)
 
 
 
-def _writers():
-    """The project's atomic writers, imported when first needed (so that the bake loop
-    may import this module at its top without an import cycle): bake/files.py, or
-    io.py before the package was split."""
-    try:
-        from ..bake.files import atomic_path, save_npy_atomic
-    except ImportError:
-        from ..io import atomic_path, save_npy_atomic
-    return atomic_path, save_npy_atomic
-
-
-def atomic_path(path):
-    return _writers()[0](path)
-
-
-def save_npy_atomic(path, array):
-    return _writers()[1](path, array)
-
 __all__ = ["BAKE_JSON_KEY", "DIFFUSERS_NAME", "COMFYUI_NAME", "GWTF_NAME", "plan",
+           "target_settings", "output_names",
            "write_target_outputs", "to_layout", "from_layout", "write_safetensors",
            "read_safetensors", "layout_shape"]
 
@@ -155,6 +139,27 @@ def read_safetensors(path):
 
 
 # --------------------------------------------------------------------------- plan
+
+def target_settings(target=None, temporal=None, degradation=0.0):
+    """A bake's target choice, checked and in the form bake.json records (and a resume
+    compares): None for ``none`` (today's outputs only), else ``{"target", "temporal",
+    "degradation"}``."""
+    p = get_profile(target if target is not None else "none")
+    temporal = check_temporal(temporal)
+    degradation = check_degradation(degradation)
+    if not p.is_output:
+        if degradation:
+            raise ValueError("degradation applies to a target's latents: choose a target "
+                             "(--target) or leave degradation at 0")
+        return None
+    return {"target": p.name, "temporal": temporal, "degradation": degradation}
+
+
+def output_names():
+    """Every file a target may write (for removing an earlier bake's)."""
+    return (DIFFUSERS_NAME, COMFYUI_NAME, GWTF_NAME)
+
+
 
 def plan(target, frame_count, height, width, channels=None, latent_factor=None, *,
          temporal=None, degradation=0.0):

@@ -39,10 +39,10 @@ outside. ``backtrace_positions`` traces every corner of frame f back one frame t
 frame f's velocity with the midpoint rule (RK2), in ``substeps`` equal steps.
 """
 import os
-import re
 
 import numpy as np
 
+from ..bake.sequences import sequence_files
 from ..conventions import pixel_corners
 
 __all__ = ["Domain", "VelocityGrid", "VolumeInputError", "corner_points", "affine_positions",
@@ -322,20 +322,7 @@ def velocity_sequence(path, frames):
     if not path:
         raise VolumeInputError("no velocity sequence given (a folder of velocity_XXXX.npy "
                                "or .vdb, or a path with #)")
-    files = {}
-    if "#" in os.path.basename(path):
-        run = re.search(r"#+", os.path.basename(path)).group(0)
-        files = {f: path.replace(run, f"{f:0{len(run)}d}") for f in frames}
-    elif os.path.isdir(path):
-        for name in sorted(os.listdir(path), key=lambda n: n.endswith(".npy")):
-            m = re.fullmatch(VELOCITY_PREFIX + r"_(-?\d+)\.(npy|vdb)", name)
-            if m:
-                files[int(m.group(1))] = os.path.join(path, name)
-    else:
-        raise VolumeInputError(f"velocity sequence {path!r}: not a folder and no # in the name")
-    missing = [f for f in frames if f not in files or not os.path.isfile(files[f])]
-    if missing:
-        raise VolumeInputError(
-            f"velocity sequence {path!r} has no file for frame(s) "
-            f"{', '.join(map(str, missing[:10]))}{' ...' if len(missing) > 10 else ''}")
-    return {f: files[f] for f in frames}
+    return sequence_files(path, frames, what="velocity sequence",
+                          name_pattern=VELOCITY_PREFIX + r"_(-?\d+)\.(?:npy|vdb)",
+                          order=lambda name: (name.endswith(".npy"), name),
+                          error=VolumeInputError)

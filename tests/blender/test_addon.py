@@ -11,7 +11,9 @@ import pytest
 
 from blender_addon import bake as B
 from blender_addon.readers import vectors as V
-from blender_addon.render import BakeError, VectorRenderer
+from blender_addon.bake.scene_changes import VectorRenderer
+from blender_addon.errors import BakeError
+from cupy_core import vector_pass as VP
 
 from conftest import ROOT
 
@@ -66,9 +68,9 @@ def test_vector_pass_meaning_and_positions(shift_scene, tmp_path):
     inside = square_mask(3)
     assert np.allclose(vec[inside], [-DX, -DY, -DX, -DY], atol=1e-4)
     assert np.allclose(vec[~inside], 0, atol=1e-4)
-    assert V.is_background(depth)[:, 40:].all() and not V.is_background(depth)[:, :30].any()
-    pos = V.backward_positions(vec, depth, vec_prev, depth_prev)
-    c = V.centers(48, 64)
+    assert VP.is_background(depth)[:, 40:].all() and not VP.is_background(depth)[:, :30].any()
+    pos = VP.backward_positions(vec, depth, vec_prev, depth_prev)
+    c = VP.centers(48, 64)
     core = inside & np.roll(inside, (2, -3), (0, 1))
     assert np.array_equal(pos[inside & ~np.isnan(pos[..., 0])],
                           c[inside & ~np.isnan(pos[..., 0])] + [-DX, DY])
@@ -132,10 +134,10 @@ def test_camera_background_rule_rotation():
     view0 = np.array(Matrix.Identity(4))
     view_t = np.array(Matrix.Translation((1.0, 0.5, 0.0)).inverted())
     view_r = np.array(Matrix.Rotation(0.02, 4, "Y").inverted())
-    c = V.centers(48, 64)
-    same = V.camera_background_positions((48, 64), proj @ view_t, proj @ view0)
+    c = VP.centers(48, 64)
+    same = VP.camera_background_positions((48, 64), proj @ view_t, proj @ view0)
     np.testing.assert_allclose(same, c, atol=1e-9)
-    moved = V.camera_background_positions((48, 64), proj @ view_r, proj @ view0)
+    moved = VP.camera_background_positions((48, 64), proj @ view_r, proj @ view0)
     dx = moved[..., 0] - c[..., 0]
     assert np.all(np.abs(dx) > 1.0) and (np.all(dx > 0) or np.all(dx < 0))
 

@@ -11,9 +11,11 @@ import pytest
 from blender_addon import bake as B
 from blender_addon import headless
 from blender_addon.readers import geometry as G
-from blender_addon.readers import surface as S
 from blender_addon.readers import vectors as V
-from blender_addon.render import VectorRenderer, render_size
+from blender_addon.bake.scene_changes import VectorRenderer
+from blender_addon.readers.vectors import render_size
+from cupy_core import vector_pass as VP
+import fixtures as F
 from cupy_core.surface import cameras_to_json, geometry_positions, uv_to_texture
 from cupy_core.surface.maps import surface_uv
 
@@ -25,17 +27,20 @@ def flag_scene():
 
 
 def mesh_and_camera(scene, frame):
-    mesh, names = G.scene_mesh(scene, frame)
+    scene.frame_set(frame)
+    mesh, names = G.scene_mesh(scene)
     h, w = render_size(scene)
     return mesh, G.scene_camera(scene, w, h)
 
 
 def test_scene_mesh_reader(flag_scene):
-    mesh, names = G.scene_mesh(flag_scene, 1)
+    flag_scene.frame_set(1)
+    mesh, names = G.scene_mesh(flag_scene)
     assert names == ["Flag"]
     assert mesh.faces.shape == (2 * 24 * 12, 3) and mesh.uv.shape == (2 * 24 * 12, 3, 2)
     assert np.nanmin(mesh.uv) >= -1e-6 and np.nanmax(mesh.uv) <= 1 + 1e-6
-    later, _ = G.scene_mesh(flag_scene, 3)
+    flag_scene.frame_set(3)
+    later, _ = G.scene_mesh(flag_scene)
     assert np.abs(later.vertices - mesh.vertices).max() > 0.01     # it waves
     assert len(set(mesh.islands())) == 1
 
@@ -47,15 +52,15 @@ def test_geometry_matches_the_vector_pass(flag_scene, tmp_path):
     with VectorRenderer(flag_scene, flag_scene.view_layers[0], str(tmp_path)) as r:
         path, _ = r.render(3)
     vec, depth = V.read_vector_exr(path)
-    c = V.centers(h, w)
+    c = VP.centers(h, w)
     from_pass = c + np.stack([vec[..., 0], -vec[..., 1]], axis=-1)
     m3, c3 = mesh_and_camera(flag_scene, 3)
     m2, c2 = mesh_and_camera(flag_scene, 2)
     g = geometry_positions(m3, m2, c3, c2, background="fresh", occlusion=False,
                            points=c.reshape(-1, 2)).reshape(h, w, 2)
-    both = ~V.is_background(depth) & np.isfinite(g).all(axis=-1)
+    both = ~VP.is_background(depth) & np.isfinite(g).all(axis=-1)
     assert both.sum() > 0.2 * h * w
-    assert (np.isfinite(g).all(axis=-1) != ~V.is_background(depth)).mean() < 0.02
+    assert (np.isfinite(g).all(axis=-1) != ~VP.is_background(depth)).mean() < 0.02
     moved = np.hypot(*(from_pass - c)[both].T)
     assert moved.max() > 0.5                       # the flag and the camera move
     assert np.abs(g - from_pass)[both].max() < 0.01
@@ -70,9 +75,9 @@ def test_rasterised_uvs_match_the_uv_pass(flag_scene, tmp_path):
     with VectorRenderer(flag_scene, vl, str(tmp_path)) as r:
         path, _ = r.render(2)
     uva = V.find_pass(V.read_exr_channels(path), "UV", ("U", "V", "A"))
-    from_pass = S.uv_pass_positions(uva[..., 0], uva[..., 1], uva[..., 2], 64)
+    from_pass = F.uv_pass_positions(uva[..., 0], uva[..., 1], uva[..., 2], 64)
     mesh, cam = mesh_and_camera(flag_scene, 2)
-    uv, face = surface_uv(mesh, cam, V.centers(h, w).reshape(-1, 2))
+    uv, face = surface_uv(mesh, cam, VP.centers(h, w).reshape(-1, 2))
     raster = uv_to_texture(uv, 64).reshape(h, w, 2)
     both = np.isfinite(from_pass).all(-1) & np.isfinite(raster).all(-1)
     assert both.sum() > 0.2 * h * w

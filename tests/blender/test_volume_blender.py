@@ -10,8 +10,9 @@ import pytest
 
 import cupy_core
 from blender_addon import vdb as V
+import fixtures as F
 from blender_addon.errors import BakeError
-from blender_addon.volume_bake import VolumeSettings, run_volume_bake
+from blender_addon.bake import BakeSettings, run_bake
 from cupy_core.volume import Domain, corner_points, rigid_positions
 
 needs_vdb = pytest.mark.skipif(not V.available(), reason=str(V.why_unavailable()))
@@ -49,9 +50,9 @@ def test_object_translation_and_rotation_follow_core(scene, tmp_path):
     loc = lambda f: (0.25 * f, 0.1 * f, 0.0)
     ang = lambda f: 0.15 * f
     animate("Mover", range(1, 5), loc, ang)
-    s = VolumeSettings(out_dir=str(tmp_path), domain="Domain", objects=("Mover",),
+    s = BakeSettings(source="volume", out_dir=str(tmp_path), domain="Domain", motion_objects=("Mover",),
                        resolution=8, channels=2, seed=4, vdb=False)
-    res = run_volume_bake(scene, s)
+    res = run_bake(scene, s)
     assert res.frames == [1, 2, 3, 4] and res.noise_shape == (8, 8, 8, 2)
     dom = Domain.from_box((-1, -1, -1), (1, 1, 1), 8, mat((1, 0, 0), 0))
     got = frames_of(str(tmp_path), res.frames)
@@ -65,9 +66,9 @@ def test_object_translation_and_rotation_follow_core(scene, tmp_path):
 
 def test_pure_translation_shifts_voxels_exactly(scene, tmp_path):
     animate("Mover", range(1, 5), lambda f: (0.25 * f, 0, -0.25 * f))   # (+1, 0, -1) voxels
-    s = VolumeSettings(out_dir=str(tmp_path), domain="Domain", objects=("Mover",),
+    s = BakeSettings(source="volume", out_dir=str(tmp_path), domain="Domain", motion_objects=("Mover",),
                        resolution=8, channels=1, vdb=False)
-    a, b = frames_of(str(tmp_path), run_volume_bake(scene, s).frames)[:2]
+    a, b = frames_of(str(tmp_path), run_bake(scene, s).frames)[:2]
     np.testing.assert_allclose(b[:-1, :, 1:], a[1:, :, :-1], atol=1e-5)
 
 
@@ -82,16 +83,16 @@ def test_velocity_sequence_and_bad_input_keeps_written_frames(scene, tmp_path):
     vel = str(tmp_path / "vel")
     write_velocity(vel, (2, 3, 4), (8, 8, 8), (0.25 * 24, 0, 0))      # 1 voxel/frame
     out = str(tmp_path / "out")
-    s = VolumeSettings(out_dir=out, domain="Domain", motion="velocity", velocity_path=vel,
+    s = BakeSettings(source="volume", out_dir=out, domain="Domain", volume_motion="velocity", velocity_path=vel,
                        velocity_units="second", resolution=8, channels=1, vdb=False)
-    a, b = frames_of(out, run_volume_bake(scene, s).frames)[:2]
+    a, b = frames_of(out, run_bake(scene, s).frames)[:2]
     np.testing.assert_allclose(b[:, :, 1:], a[:, :, :-1], atol=1e-5)
     # a wrong-shaped frame 3: a clear error, frames 1 and 2 stay whole, resumable
     np.save(os.path.join(vel, "velocity_0003.npy"), np.zeros((8, 8, 4, 3), np.float32))
     out2 = str(tmp_path / "out2")
     s.out_dir = out2
     with pytest.raises(BakeError, match=r"frame 3: .*velocity_0003.npy.*the domain is \(8, 8, 8\)"):
-        run_volume_bake(scene, s)
+        run_bake(scene, s)
     assert sorted(os.listdir(out2)) == ["bake.json", "noise_0001.npy", "noise_0002.npy"]
     np.testing.assert_array_equal(np.load(os.path.join(out2, "noise_0002.npy")), b)
     assert json.load(open(os.path.join(out2, "bake.json")))["status"] == "in progress"
@@ -99,18 +100,18 @@ def test_velocity_sequence_and_bad_input_keeps_written_frames(scene, tmp_path):
     os.remove(os.path.join(vel, "velocity_0004.npy"))
     s.out_dir = str(tmp_path / "out3")
     with pytest.raises(BakeError, match=r"no file for frame\(s\) 4"):
-        run_volume_bake(scene, s)
+        run_bake(scene, s)
     assert not [n for n in os.listdir(s.out_dir) if n.startswith("noise")]
 
 
 def test_no_domain_is_a_clear_error(scene, tmp_path):
     for domain in ("", "Nope"):
-        s = VolumeSettings(out_dir=str(tmp_path), domain=domain, objects=("Domain",))
+        s = BakeSettings(source="volume", out_dir=str(tmp_path), domain=domain, motion_objects=("Domain",))
         with pytest.raises(BakeError, match="domain"):
-            run_volume_bake(scene, s)
-    s = VolumeSettings(out_dir=str(tmp_path), domain="Domain", motion="fluid")
+            run_bake(scene, s)
+    s = BakeSettings(source="volume", out_dir=str(tmp_path), domain="Domain", volume_motion="fluid")
     with pytest.raises(BakeError, match="not a fluid domain"):
-        run_volume_bake(scene, s)
+        run_bake(scene, s)
     assert not os.listdir(tmp_path)
 
 
@@ -119,9 +120,9 @@ def test_without_openvdb_npy_only_and_says_why(scene, tmp_path):
         pytest.skip("this Blender bundles openvdb")
     msgs = []
     animate("Mover", range(1, 5), lambda f: (0, 0, 0))
-    s = VolumeSettings(out_dir=str(tmp_path), domain="Domain", objects=("Mover",),
+    s = BakeSettings(source="volume", out_dir=str(tmp_path), domain="Domain", motion_objects=("Mover",),
                        resolution=4, channels=1)
-    res = run_volume_bake(scene, s, log=msgs.append)
+    res = run_bake(scene, s, log=msgs.append)
     assert not res.vdb and "openvdb" in res.vdb_note and msgs
     assert not [n for n in os.listdir(tmp_path) if n.endswith(".vdb")]
     # a fluid cache cannot be read at all: a clear error before anything is written
@@ -129,10 +130,10 @@ def test_without_openvdb_npy_only_and_says_why(scene, tmp_path):
     os.makedirs(cache / "data")
     for f in (2, 3, 4):
         (cache / "data" / f"fluid_data_{f:04d}.vdb").write_bytes(b"")
-    s = VolumeSettings(out_dir=str(tmp_path / "fluid"), domain="Domain", motion="fluid",
+    s = BakeSettings(source="volume", out_dir=str(tmp_path / "fluid"), domain="Domain", volume_motion="fluid",
                        fluid_cache=str(cache), resolution=4)
     with pytest.raises(BakeError, match="openvdb module"):
-        run_volume_bake(scene, s)
+        run_bake(scene, s)
     assert not os.path.exists(tmp_path / "fluid" / "noise_0001.npy")
 
 
@@ -144,7 +145,7 @@ def test_vdb_round_trip_lossless_and_oriented(tmp_path):
     noise[2, 1, 3, 1] = 42.0                             # voxel (k, i, j) = (2, 1, 3)
     dom = Domain.from_box((-1, -1, -1), (1, 1, 1), 5, mat((1, 2, 3), 0.3))
     path = V.write_noise_vdb(str(tmp_path / "n.vdb"), noise, dom.voxel_to_world)
-    back, m = V.read_noise_vdb(path)
+    back, m = F.read_noise_vdb(path)
     np.testing.assert_array_equal(back, noise)
     np.testing.assert_allclose(m, dom.voxel_to_world, atol=1e-9)
     grids, _ = V.openvdb().readAll(path)
@@ -163,15 +164,15 @@ def test_fluid_cache_velocity_and_volume_object(scene, tmp_path):
     grid = Domain.from_box((-1, -1, -1), (1, 1, 1), 6, mat((1, 0, 0), 0))   # its own grid
     v = np.broadcast_to(np.float32([0, 0.25 * 24, 0]), (6, 6, 6, 3))       # 1 voxel/frame in y
     for f in (2, 3, 4):
-        V.write_velocity_vdb(str(cache / "data" / f"fluid_data_{f:04d}.vdb"), v,
+        F.write_velocity_vdb(str(cache / "data" / f"fluid_data_{f:04d}.vdb"), v,
                              grid.voxel_to_world, name="vel")
     out = str(tmp_path / "out")
-    s = VolumeSettings(out_dir=out, domain="Domain", motion="fluid", velocity_units="second",
+    s = BakeSettings(source="volume", out_dir=out, domain="Domain", volume_motion="fluid", velocity_units="second",
                        fluid_cache=str(cache), resolution=8, channels=2)
-    res = run_volume_bake(scene, s)
+    res = run_bake(scene, s)
     a, b = frames_of(out, res.frames)[:2]
     np.testing.assert_allclose(b[:, 1:], a[:, :-1], atol=1e-5)
-    back, _ = V.read_noise_vdb(os.path.join(out, "noise_0002.vdb"))
+    back, _ = F.read_noise_vdb(os.path.join(out, "noise_0002.vdb"))
     np.testing.assert_array_equal(back, b)
     ob = bpy.data.objects["Warped noise volume"]
     scene.frame_set(3)
@@ -182,11 +183,11 @@ def test_fluid_cache_velocity_and_volume_object(scene, tmp_path):
     V.openvdb().write(str(cache / "data" / "fluid_data_0004.vdb"), [V.openvdb().FloatGrid()])
     s.out_dir = str(tmp_path / "out2")
     with pytest.raises(BakeError, match="no Vec3 velocity grid"):
-        run_volume_bake(scene, s)
+        run_bake(scene, s)
     assert os.path.isfile(os.path.join(s.out_dir, "noise_0003.npy"))
     os.remove(cache / "data" / "fluid_data_0003.vdb")
     with pytest.raises(BakeError, match=r"no velocity file for frame\(s\) 3"):
-        run_volume_bake(scene, s)
+        run_bake(scene, s)
 
 
 def test_velocity_sequence_of_vdb_files(scene, tmp_path):
@@ -195,18 +196,18 @@ def test_velocity_sequence_of_vdb_files(scene, tmp_path):
     grid = Domain.from_box((-1, -1, -1), (1, 1, 1), 4, mat((1, 0, 0), 0))   # its own grid
     if not V.available():
         (vel / "velocity_0002.vdb").write_bytes(b"")
-        s = VolumeSettings(out_dir=str(tmp_path / "out"), domain="Domain", motion="velocity",
+        s = BakeSettings(source="volume", out_dir=str(tmp_path / "out"), domain="Domain", volume_motion="velocity",
                            velocity_path=str(vel), frame_end=2, vdb=False)
         with pytest.raises(BakeError, match="openvdb"):
-            run_volume_bake(scene, s)
+            run_bake(scene, s)
         return
     v = np.broadcast_to(np.float32([0, 0, -0.25]), (4, 4, 4, 3))       # -1 voxel/frame in z
     for f in (2, 3, 4):
-        V.write_velocity_vdb(str(vel / f"velocity_{f:04d}.vdb"), v, grid.voxel_to_world)
+        F.write_velocity_vdb(str(vel / f"velocity_{f:04d}.vdb"), v, grid.voxel_to_world)
     out = str(tmp_path / "out")
-    s = VolumeSettings(out_dir=out, domain="Domain", motion="velocity", velocity_path=str(vel),
+    s = BakeSettings(source="volume", out_dir=out, domain="Domain", volume_motion="velocity", velocity_path=str(vel),
                        resolution=8, channels=1, vdb=False)
-    a, b = frames_of(out, run_volume_bake(scene, s).frames)[:2]
+    a, b = frames_of(out, run_bake(scene, s).frames)[:2]
     np.testing.assert_allclose(b[:-1], a[1:], atol=1e-5)
 
 
@@ -231,9 +232,9 @@ def test_scaled_domain_gets_cubic_voxels(scene, tmp_path):
     squashed 2:1; bake.json records the voxel size."""
     dom = bpy.data.objects["Domain"]
     dom.scale = (4, 4, 2)
-    s = VolumeSettings(out_dir=str(tmp_path), domain="Domain", objects=("Domain",),
+    s = BakeSettings(source="volume", out_dir=str(tmp_path), domain="Domain", motion_objects=("Domain",),
                        resolution=32, channels=1, seed=0, vdb=False)
-    res = run_volume_bake(scene, s)
+    res = run_bake(scene, s)
     assert res.noise_shape == (16, 32, 32, 1)              # (D, H, W, C): z has 16
     info = json.loads((tmp_path / "bake.json").read_text())
     np.testing.assert_allclose(info["source"]["voxel_size"], [0.25, 0.25, 0.25])

@@ -11,9 +11,11 @@ from mathutils import Matrix
 
 import cupy_core
 from blender_addon import vdb as V
+import fixtures as F
 from blender_addon.errors import BakeError
+from blender_addon.bake.scene_changes import DeformationProbe
 from blender_addon.readers import volume as R
-from blender_addon.volume_bake import VolumeSettings, run_volume_bake
+from blender_addon.bake import BakeSettings, run_bake
 from cupy_core.volume import Domain, frame_length, object_positions, rigid_positions
 
 needs_vdb = pytest.mark.skipif(not V.available(), reason=str(V.why_unavailable()))
@@ -42,7 +44,7 @@ def domain_at(scene, frame, resolution):
 
 
 def probe_positions(scene, mover, frame, resolution=8, follow="all"):
-    probe = R.DeformationProbe(scene, mover, 1)
+    probe = DeformationProbe(scene, mover, 1)
     try:
         dom = domain_at(scene, frame, resolution)
         d = probe.sample(frame, dom.corners_world())
@@ -148,9 +150,9 @@ def test_lattice_bake_end_to_end_restores_the_scene(scene, tmp_path):
         ob.keyframe_insert("location", frame=f)
     scene.frame_set(2)
     objects_before = sorted(o.name for o in bpy.data.objects)
-    s = VolumeSettings(out_dir=str(tmp_path), domain="Domain", objects=("Lattice",),
+    s = BakeSettings(source="volume", out_dir=str(tmp_path), domain="Domain", motion_objects=("Lattice",),
                        resolution=8, channels=1, vdb=False)
-    res = run_volume_bake(scene, s)
+    res = run_bake(scene, s)
     a, b = (np.load(tmp_path / f"noise_{f:04d}.npy") for f in (1, 2))
     np.testing.assert_allclose(b[:, :, 1:], a[:, :, :-1], atol=1e-4)
     assert scene.frame_current == 2
@@ -169,7 +171,7 @@ def test_lattice_bake_end_to_end_restores_the_scene(scene, tmp_path):
 
     from blender_addon.bake import BakeCancelled
     with pytest.raises(BakeCancelled):
-        run_volume_bake(scene, s, cancelled=cancelled)
+        run_bake(scene, s, cancelled=cancelled)
     assert scene.frame_current == 2 and "cupy_noise_probe" not in bpy.data.objects
     assert res.frames == [1, 2, 3, 4]
 
@@ -191,12 +193,12 @@ def test_blender_fluid_cache_layout_units_and_placement(scene, tmp_path):
     raw = np.zeros(res[::-1] + (3,), np.float32)
     raw[..., 1] = c
     for f in (2, 3, 4):
-        V.write_mantaflow_velocity(str(cache / "data" / f"fluid_data_{f:04d}.vdb"), raw,
+        F.write_mantaflow_velocity(str(cache / "data" / f"fluid_data_{f:04d}.vdb"), raw,
                                    voxel_size=2 * 1.5 / 6)
     out = str(tmp_path / "out")
-    s = VolumeSettings(out_dir=out, domain="Domain", motion="fluid", fluid_cache=str(cache),
+    s = BakeSettings(source="volume", out_dir=out, domain="Domain", volume_motion="fluid", fluid_cache=str(cache),
                        resolution=8, channels=1, vdb=False)
-    result = run_volume_bake(scene, s)
+    result = run_bake(scene, s)
     a, b = (np.load(os.path.join(out, f"noise_{f:04d}.npy")) for f in (1, 2))
     # noise axes are the domain's local axes: +1 voxel along y (i), whatever the rotation
     np.testing.assert_allclose(b[:, 1:], a[:, :-1], atol=1e-5)
@@ -207,13 +209,13 @@ def test_blender_fluid_cache_layout_units_and_placement(scene, tmp_path):
     assert result.frames == [1, 2, 3, 4]
     # forcing the world layout on the same files reads them differently (no placement)
     s.out_dir, s.fluid_format = str(tmp_path / "world"), "world"
-    run_volume_bake(scene, s)
+    run_bake(scene, s)
     w = np.load(os.path.join(s.out_dir, "noise_0002.npy"))
     assert np.abs(w - b).max() > 0.1
     s.fluid_format = "nonsense"
     with pytest.raises(BakeError, match="auto, mantaflow or world"):
         s.out_dir = str(tmp_path / "bad")
-        run_volume_bake(scene, s)
+        run_bake(scene, s)
 
 
 def test_twist_sample_scene_headless_stays_white_and_moves(tmp_path):

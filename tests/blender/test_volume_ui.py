@@ -10,7 +10,7 @@ import pytest
 
 from blender_addon import headless
 from blender_addon import vdb as V
-from blender_addon.volume_bake import VolumeSettings, run_volume_bake
+from blender_addon.bake import BakeSettings, run_bake
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -108,8 +108,8 @@ def test_headless_velocity_matches_direct_bake(volume_blend, tmp_path):
     assert not [n for n in os.listdir(out) if n.endswith(".vdb")]
     assert np.load(out / "latents.npy").shape == (3, 4, 4, 4, 1)
     ref = tmp_path / "ref"
-    run_volume_bake(bpy.context.scene, VolumeSettings(
-        out_dir=str(ref), domain="Domain", motion="velocity", velocity_path=str(vel),
+    run_bake(bpy.context.scene, BakeSettings(source="volume", 
+        out_dir=str(ref), domain="Domain", volume_motion="velocity", velocity_path=str(vel),
         resolution=8, channels=1, vdb=False))
     for f in (1, 2, 3):
         np.testing.assert_array_equal(np.load(out / f"noise_{f:04d}.npy"),
@@ -154,8 +154,8 @@ def test_scene_properties_and_operator(tmp_path):
     st = s.to_settings()
     assert (st.source, st.domain, st.motion_objects, st.follow, st.resolution) == (
         "volume", "Domain", ("Mover",), "inside", 4)
-    vs = st.volume_settings()
-    assert (vs.motion, vs.objects, vs.latent_factor, vs.vdb) == ("objects", ("Mover",), 2, True)
+    assert (st.volume_motion, st.motion_objects, st.latent_factor, st.vdb) == (
+        "objects", ("Mover",), 2, True)
     assert bpy.ops.cupy_noise.bake() == {"FINISHED"}
     rec = json.loads((tmp_path / "op" / "bake.json").read_text())
     assert rec["source"]["follow"] == "inside" and rec["noise_shape"] == [4, 4, 4, 1]

@@ -68,6 +68,8 @@ C_TYPES = {
 }
 
 _lock = threading.Lock()
+# What shim.h's WORK_COUNT counts, in the order of its emu_work slots.
+WORK_KINDS = ("philox", "normals", "geometry")
 
 
 class EmulationError(RuntimeError):
@@ -310,6 +312,8 @@ class EmulatedKernel:
         n = max(len(params), 1)
         self.sizes = list((ctypes.c_longlong * n).in_dll(module.lib, f"emu_sizes_{name}"))
         self.launches = 0
+        # Work done by all launches so far (shim.h's WORK_COUNT counters).
+        self.work = dict.fromkeys(WORK_KINDS, 0)
 
     def __repr__(self):
         return f"<EmulatedKernel {self.name}({', '.join(map(repr, self.params))})>"
@@ -456,8 +460,13 @@ class EmulatedKernel:
         ptrs = (ctypes.c_void_p * max(len(args), 1))()
         for i, a in enumerate(args):
             ptrs[i] = self._pack(i, a, keep, arrays)
+        counters = (ctypes.c_ulonglong * 8).in_dll(self.module.lib, "emu_work")
+        for i in range(8):
+            counters[i] = 0
         self._launch(*g, *b, ptrs)
         self.launches += 1
+        for i, kind in enumerate(WORK_KINDS):
+            self.work[kind] += counters[i]
         hook = self.module.after_launch
         if hook is not None:
             hook(self, arrays)

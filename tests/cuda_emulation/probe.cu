@@ -16,18 +16,18 @@ extern "C" __global__ void probe_philox(long long start, long long n, const unsi
 
 // ctr: (n, 5) = (c0, c1, stream, group, frame); out: (n, 4) normals4.
 extern "C" __global__ void probe_normals4(long long start, long long n, const unsigned int* ctr,
-                                          unsigned int k0, unsigned int k1, double* out) {
+                                          unsigned int k0, unsigned int k1, float* out) {
     long long i = item_index(start);
     if (i >= n) return;
     const unsigned int* c = ctr + 5 * i;
-    double z[4];
+    float z[4];
     normals4(c[0], c[1], c[2], c[3], c[4], k0, k1, z);
     for (int j = 0; j < 4; ++j) out[4 * i + j] = z[j];
 }
 
 // ctr: (n, 5) = (c0, c1, stream, channel, frame); out: (n,) normal_at.
 extern "C" __global__ void probe_normal_at(long long start, long long n, const unsigned int* ctr,
-                                           unsigned int k0, unsigned int k1, double* out) {
+                                           unsigned int k0, unsigned int k1, float* out) {
     long long i = item_index(start);
     if (i >= n) return;
     const unsigned int* c = ctr + 5 * i;

@@ -14,6 +14,7 @@
 #include <climits>
 #include <cstdint>
 #include <cstddef>
+#include <cstring>
 
 #define __global__
 #define __device__
@@ -72,3 +73,20 @@ using std::isfinite;
 using std::isinf;
 using std::isnan;
 using std::signbit;
+
+// Bit casts between float and its 32-bit pattern (CUDA intrinsics).
+__device__ __forceinline__ unsigned int __float_as_uint(float v) {
+    unsigned int u; std::memcpy(&u, &v, sizeof u); return u;
+}
+__device__ __forceinline__ float __uint_as_float(unsigned int u) {
+    float v; std::memcpy(&v, &u, sizeof v); return v;
+}
+
+// Work counters (philox.cuh and bridge.cuh call WORK_COUNT; on the GPU it is nothing):
+// Philox blocks, normals, geometry evaluations (a target's for_each_piece walk), read
+// and reset around each launch by emulate.py (EmulatedKernel.work).
+#define WORK_philox 0
+#define WORK_normals 1
+#define WORK_geometry 2
+extern "C" { unsigned long long emu_work[8] = {0, 0, 0, 0, 0, 0, 0, 0}; }
+#define WORK_COUNT(what, n) (emu_work[WORK_##what] += (unsigned long long)(n))

@@ -1,0 +1,55 @@
+"""The bake: one road from the scene to the files, for the operator (modal or blocking)
+and headless.py alike: ``run_bake(scene, settings)``.
+
+1. ``settings.BakeSettings.for_scene``: the frame range and defaults filled in, every
+   setting checked (``BakeError`` naming the first that cannot work);
+2. ``context.BakeContext.start``: the output folder (``//`` resolved, checked
+   writable), the array module (``cupy_core.device``: NumPy, or CuPy on the GPU),
+   progress, cancel and the main-thread caller;
+3. the source's module (``vectors``: "vectors" and "exr"; ``meshes``: "surface" and
+   "geometry"; ``volume``) reads the scene through ``readers`` and changes it only
+   through ``scene_changes`` (renders, frames, probes: all undone on the way out),
+   and hands cupy_core's frame loop a lazy sequence of per-frame inputs
+   (``cupy_core.bake.loop.LazyFrames``: computed when the loop asks, so a resumed bake
+   computes nothing it has);
+4. the loop writes ``noise_XXXX.npy`` (+ previews), ``latents.npy`` and ``bake.json``
+   atomically, and calls ``BakeContext.on_frame`` for every frame on disk: the extra
+   outputs (``outputs``: EXR, VDB, from the noise in hand), progress, cancel;
+5. the results are loaded into the .blend (the preview image sequence, the VDB
+   volume) and the loop's ``BakeResult`` is returned (``image``, ``volume`` added).
+"""
+from cupy_core.bake.files import OutputError
+from cupy_core.volume import VolumeInputError
+
+from ..errors import BakeCancelled, BakeError
+from ..settings import BakeSettings
+from . import meshes, vectors, volume
+from .context import BakeContext
+from .outputs import load_preview, load_volume_sequence
+
+__all__ = ["run_bake", "BakeSettings", "BakeError", "BakeCancelled"]
+
+SOURCE_BAKES = {"vectors": vectors.bake, "exr": vectors.bake, "surface": meshes.bake,
+                "geometry": meshes.bake, "volume": volume.bake}
+
+
+def run_bake(scene, settings, *, progress=None, cancelled=None, main=None, log=print):
+    """Bake ``scene`` with ``settings`` (a ``BakeSettings``); return cupy_core's
+    ``BakeResult``. ``progress(done, total, frame)`` is called before the first frame
+    and as each frame is on disk; ``cancelled()`` returning True stops the bake after
+    that frame (``BakeCancelled``; every file is whole, a rerun resumes); ``main(fn)``
+    runs Blender calls on the main thread (the modal operator's worker); ``log`` prints
+    notes. Bad input is a ``BakeError`` naming it."""
+    ctx = BakeContext.start(scene, settings, progress=progress, cancelled=cancelled,
+                            main=main, log=log)
+    try:
+        result = SOURCE_BAKES[ctx.settings.source](ctx)
+    except (OutputError, VolumeInputError) as exc:
+        raise BakeError(str(exc)) from None
+    s, first, count = ctx.settings, result.frames[0], len(result.frames)
+    result.image = ctx.call(lambda: load_preview(ctx.out_dir, first)) \
+        if s.preview and s.source != "volume" else None
+    result.volume = ctx.call(lambda: load_volume_sequence(ctx.out_dir, first, count, scene)) \
+        if getattr(result, "vdb", False) else None
+    ctx.report(ctx.total, s.frame_end)
+    return result

@@ -1,0 +1,96 @@
+"""What every source's bake shares: ``BakeContext`` (the scene, the checked settings,
+the output folder, the array module, progress, cancel, the main-thread caller) and
+its ``on_frame`` hook for cupy_core's frame loop."""
+import contextlib
+import dataclasses
+
+from cupy_core.bake import files as cio
+from cupy_core.device import GpuUnavailableError, array_module
+
+from ..errors import BakeCancelled, BakeError
+from ..paths import abs_folder
+
+
+@dataclasses.dataclass
+class BakeContext:
+    """One bake. ``progress(done, total, frame)`` is called before the first frame and
+    as each frame is on disk; ``cancelled()`` returning True stops the bake after the
+    frame on disk (``BakeCancelled``); ``main(fn)`` runs ``fn`` on Blender's main
+    thread (the modal operator's worker hands Blender calls over; None: call here);
+    ``log(text)`` prints notes."""
+    scene: object
+    settings: object                 # settings.BakeSettings, checked, frames filled in
+    out_dir: str = None              # the absolute output folder
+    xp: object = None                # numpy or cupy
+    progress: object = None
+    cancelled: object = None
+    main: object = None
+    log: object = print
+
+    @classmethod
+    def start(cls, scene, settings, **hooks):
+        s = settings.for_scene(scene)
+        out_dir = abs_folder(s.out_dir)
+        try:
+            cio.check_output_dir(out_dir)
+            xp = array_module(s.device)
+        except cio.OutputError as exc:
+            raise BakeError(str(exc)) from None
+        except GpuUnavailableError as exc:
+            raise BakeError(f"{exc}; or use CPU / Auto") from None
+        return cls(scene, s, out_dir, xp, **hooks)
+
+    @property
+    def frames(self):
+        return range(self.settings.frame_start, self.settings.frame_end + 1)
+
+    @property
+    def total(self):
+        return len(self.frames)
+
+    def call(self, fn):
+        """``fn()`` on the main thread."""
+        return fn() if self.main is None else self.main(fn)
+
+    @contextlib.contextmanager
+    def scene_change(self, change):
+        """Enter and exit the context manager ``change`` (``scene_changes``) on the main
+        thread; what it changed is undone on the way out, however the bake ends."""
+        value = self.call(change.__enter__)
+        try:
+            yield value
+        except BaseException as exc:
+            if not self.call(lambda: change.__exit__(type(exc), exc, exc.__traceback__)):
+                raise
+        else:
+            self.call(lambda: change.__exit__(None, None, None))
+
+    def report(self, done, frame):
+        if self.progress is not None:
+            self.progress(done, self.total, frame)
+
+    def on_frame(self, *outputs):
+        """The loop's ``on_frame(frame, noise)``: ``outputs`` (extra files of the frame,
+        each ``output(frame, noise)``), then progress, then the cancel check (not after
+        the last frame: that bake is complete)."""
+        first, last = self.frames[0], self.frames[-1]
+
+        def hook(frame, noise):
+            for output in outputs:
+                output(frame, noise)
+            self.report(frame - first + 1, frame)
+            if frame < last and self.cancelled is not None and self.cancelled():
+                raise BakeCancelled(f"bake cancelled after frame {frame}; rerun to resume")
+
+        return hook
+
+
+def check_camera(scene):
+    if scene.camera is None:
+        raise BakeError(f"scene {scene.name!r} has no camera: set Scene > Camera")
+
+
+def check_motion_blur(scene):
+    if scene.render.use_motion_blur:
+        raise BakeError("motion blur is on (Render properties > Motion Blur): the Vector "
+                        "pass is empty with motion blur, turn it off for the bake")

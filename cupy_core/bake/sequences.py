@@ -1,0 +1,58 @@
+"""Numbered file sequences on disk, the one reading of a frame pattern: a path whose
+file name has a run of ``#`` is the frame number, zero-padded to the count of ``#``
+(``render_####.exr`` -> ``render_0007.exr``), as in Blender's output paths. Used for
+the EXR sequences of the add-on, velocity sequences (``cupy_core.volume``) and mesh
+sequences (``cupy_core.surface.meshio``)."""
+import os
+import re
+
+__all__ = ["has_frame_pattern", "frame_path", "frame_glob", "sequence_files"]
+
+_RUN = re.compile(r"#+")
+
+
+def has_frame_pattern(path):
+    """True when the file name of ``path`` holds a run of ``#``."""
+    return "#" in os.path.basename(str(path))
+
+
+def _run(name):
+    return _RUN.search(name).group(0)
+
+
+def frame_path(path, frame):
+    """``path`` with its (last-component) run of ``#`` replaced by ``frame``."""
+    head, name = os.path.split(str(path))
+    run = _run(name)
+    return os.path.join(head, name.replace(run, f"{int(frame):0{len(run)}d}", 1))
+
+
+def frame_glob(path):
+    """A glob pattern matching every frame of ``path`` (each ``#`` one digit)."""
+    head, name = os.path.split(str(path))
+    run = _run(name)
+    return os.path.join(head, name.replace(run, "[0-9]" * len(run), 1))
+
+
+def sequence_files(path, frames, *, what, name_pattern, order=None, error=ValueError):
+    """``{frame: file}`` for every frame of ``frames``: ``path`` is a pattern with ``#``
+    (``frame_path``) or a folder whose file names match ``name_pattern`` (a regular
+    expression, ``re.fullmatch``ed, whose first group is the frame number; where two
+    names give one frame, the later in ``sorted(names, key=order)`` wins). ``error`` (an exception
+    class) names ``what`` when ``path`` is neither or a frame has no file."""
+    path = str(path)
+    if has_frame_pattern(path):
+        files = {f: frame_path(path, f) for f in frames}
+    elif os.path.isdir(path):
+        files = {}
+        for name in sorted(os.listdir(path), key=order):
+            m = re.fullmatch(name_pattern, name)
+            if m:
+                files[int(m.group(1))] = os.path.join(path, name)
+    else:
+        raise error(f"{what} {path!r}: not a folder and no # in the file name")
+    missing = [f for f in frames if f not in files or not os.path.isfile(files[f])]
+    if missing:
+        raise error(f"{what} {path!r} has no file for frame(s) "
+                    f"{', '.join(map(str, missing[:10]))}{' ...' if len(missing) > 10 else ''}")
+    return {f: files[f] for f in frames}
