@@ -7,6 +7,7 @@ flags become a ``settings.BakeSettings`` (``settings_from_flags``) and go to the
 
 FLAGS: --out DIR [--source vectors|exr|surface|geometry|volume] [--texture-size N] [--exr-path PATH] [--method grid|particle]
 [--channels C] [--seed S] [--frames A-B] [--latent-factor F] [--device auto|cpu|gpu]
+[--target NAME [--temporal nearest|blend_norm] [--degradation A]] [--list-targets]
 [--background camera|vectors|fresh] [--exr] [--preview] [--no-resume]
 volume: --domain NAME [--motion-object NAME --follow all|inside | --velocity DIR |
 --fluid-cache DIR | --volume-motion fluid] [--fluid-format auto|mantaflow|world]
@@ -72,12 +73,25 @@ def build_parser(prog):
                    help="voxels along the domain's longest side (default 32)")
     v.add_argument("--no-vdb", action="store_true", help="do not write noise_XXXX.vdb")
     p.add_argument("--method", choices=("grid", "particle"), default="grid")
-    p.add_argument("--channels", type=int, default=4, metavar="C")
+    p.add_argument("--channels", type=int, default=None, metavar="C",
+                   help="noise channels (default: the target's, else 4)")
+    p.add_argument("--target", default="none", metavar="NAME",
+                   help="also write the latents a video model takes as they are "
+                        "(wan, hunyuan, cogvideox, ltx, animatediff, gwtf, ...; "
+                        "--list-targets shows them; default none)")
+    p.add_argument("--list-targets", action="store_true",
+                   help="print the targets and their rules, and exit")
+    p.add_argument("--temporal", choices=("nearest", "blend_norm"), default="nearest",
+                   help="the target's latent frames: nearest (exact, default) or "
+                        "blend_norm (Go-with-the-Flow's, approximate)")
+    p.add_argument("--degradation", type=float, default=0.0, metavar="A",
+                   help="fresh noise mixed into the target's latents, 0..1 (default 0)")
     p.add_argument("--seed", type=int, default=0, metavar="S")
     p.add_argument("--frames", default=None, metavar="A-B",
                    help="frame range (default: the scene's)")
     p.add_argument("--latent-factor", type=int, default=None, metavar="F",
-                   help="latents.npy pools the noise by F (default 8; volume: 1)")
+                   help="latents.npy pools the noise by F (default: the target's, "
+                        "else 8; volume: 1)")
     p.add_argument("--device", choices=("auto", "cpu", "gpu"), default="auto")
     p.add_argument("--background", choices=("camera", "vectors", "fresh"), default="camera",
                    help="rule for pixels without geometry (default: camera)")
@@ -116,6 +130,7 @@ HEADLESS_WORDS = {
     "texture_size": "--texture-size",
     "latent_factor": "--latent-factor",
     "frames": "--frames",
+    "target": "--target",
 }
 
 
@@ -128,6 +143,7 @@ def settings_from_flags(settings_module, args):
     return settings_module.BakeSettings(
         out_dir=args.out, source=args.source, exr_path=args.exr_path, method=args.method,
         seed=args.seed, channels=args.channels, latent_factor=args.latent_factor,
+        target=args.target, temporal=args.temporal, degradation=args.degradation,
         device=args.device, exr=args.exr, preview=args.preview, frame_start=start,
         frame_end=end, background=args.background, resume=not args.no_resume,
         texture_size=args.texture_size, domain=args.domain, volume_motion=motion,
@@ -230,6 +246,11 @@ def main(argv=None, blend_file=None):
             argv = sys.argv[1:]
     if any(a in GPU_FLAGS for a in argv):
         return gpu_main(argv)
+    if "--list-targets" in argv:
+        _import_addon()
+        from cupy_core.targets import format_targets
+        print(format_targets())
+        return 0
     prog = ("blender -b FILE.blend --python headless.py --" if in_blender
             else "python headless.py FILE.blend")
     parser = build_parser(prog)

@@ -44,8 +44,24 @@ class CUPYNOISE_PT_bake(bpy.types.Panel):
             layout.prop(s, "background")
         layout.prop(s, "method")
         layout.prop(s, "seed")
-        layout.prop(s, "channels")
-        layout.prop(s, "volume_latent_factor" if volume else "latent_factor")
+        if not volume:
+            layout.prop(s, "target")
+        if not volume and s.target != "none":
+            from cupy_core.targets import frame_rule, get_profile
+            p = get_profile(s.target)
+            scene = context.scene
+            frames = scene.frame_end - scene.frame_start + 1
+            col = layout.column(align=True)
+            col.active = False
+            col.label(text=frame_rule(p), icon="INFO")
+            col.label(text=f"Frame range: {frames} frames; {p.channels} channels, "
+                           f"latents / {p.spatial}")
+            if p.temporal > 1:
+                layout.prop(s, "temporal")
+            layout.prop(s, "degradation")
+        else:
+            layout.prop(s, "channels")
+            layout.prop(s, "volume_latent_factor" if volume else "latent_factor")
         layout.prop(s, "out_dir")
         layout.prop(s, "device")
         info = device_info()

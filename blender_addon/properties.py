@@ -1,12 +1,21 @@
 """Scene settings of the noise bake (``scene.cupy_noise``): the panel's properties,
 turned into the bake's ``settings.BakeSettings`` by ``to_settings``."""
 import bpy
-from bpy.props import (BoolProperty, EnumProperty, IntProperty, PointerProperty,
-                       StringProperty)
+from bpy.props import (BoolProperty, EnumProperty, FloatProperty, IntProperty,
+                       PointerProperty, StringProperty)
+from cupy_core.targets import PROFILES
 
-from .settings import LATENT_FACTOR, VOLUME_LATENT_FACTOR, BakeSettings
+from .settings import CHANNELS, LATENT_FACTOR, VOLUME_LATENT_FACTOR, BakeSettings
 
 DEFAULTS = BakeSettings(out_dir="//noise/")
+
+
+def _target_items():
+    """The Target Model menu: None, then every family of cupy_core's profile table."""
+    return [(p.name, "None" if p.name == "none" else p.label,
+             "noise_XXXX.npy and latents.npy only" if p.name == "none" else
+             f"Also write the latents {p.label} takes as they are ({p.name})")
+            for p in PROFILES.values()]
 
 
 class CupyNoiseSettings(bpy.types.PropertyGroup):
@@ -84,7 +93,22 @@ class CupyNoiseSettings(bpy.types.PropertyGroup):
         items=[("grid", "Grid", "Exact overlaps of each warped pixel (best quality)"),
                ("particle", "Particle", "Bilinear splats of warped pixel centres")])
     seed: IntProperty(name="Seed", default=DEFAULTS.seed, min=0)
-    channels: IntProperty(name="Channels", default=DEFAULTS.channels, min=1, soft_max=16,
+    target: EnumProperty(
+        name="Target Model", default=DEFAULTS.target, items=_target_items(),
+        description="A video model whose latents to write too (model_latents.npy for "
+                    "diffusers, model_latents.latent for ComfyUI, noises.npy for "
+                    "Go-with-the-Flow); it sets the channels and the latent factor")
+    temporal: EnumProperty(
+        name="Latent Frames", default=DEFAULTS.temporal,
+        items=[("nearest", "Nearest", "Latent frame i is video frame s*i: exactly white, "
+                "carried by the motion"),
+               ("blend_norm", "Blend & Normalise", "Go-with-the-Flow's blend-and-"
+                "normalise, for its LoRAs trained so (approximate)")])
+    degradation: FloatProperty(
+        name="Degradation", default=DEFAULTS.degradation, min=0.0, max=1.0,
+        description="Fresh noise mixed into the target's latents: less motion "
+                    "adherence, more detail (0: off)")
+    channels: IntProperty(name="Channels", default=CHANNELS, min=1, soft_max=16,
                           description="Noise channels (4 for Stable Diffusion latents)")
     latent_factor: IntProperty(name="Latent Factor", default=LATENT_FACTOR, min=1,
                                soft_max=16,
@@ -112,9 +136,14 @@ class CupyNoiseSettings(bpy.types.PropertyGroup):
         """The ``settings.BakeSettings`` of these properties (``overrides`` replace
         fields): the volume source takes its own latent factor."""
         volume = self.source == "volume"
+        targeted = self.target != "none" and not volume   # the target sets both
         kw = dict(out_dir=self.out_dir, source=self.source, exr_path=self.exr_path,
-                  method=self.method, seed=self.seed, channels=self.channels,
-                  latent_factor=self.volume_latent_factor if volume else self.latent_factor,
+                  method=self.method, seed=self.seed,
+                  channels=None if targeted else self.channels,
+                  latent_factor=(self.volume_latent_factor if volume else
+                                 None if targeted else self.latent_factor),
+                  target="none" if volume else self.target, temporal=self.temporal,
+                  degradation=0.0 if volume or self.target == "none" else self.degradation,
                   device=self.device, exr=self.write_exr, preview=self.write_preview,
                   background=self.background, texture_size=self.texture_size,
                   domain=self.volume_domain.name if self.volume_domain else "",

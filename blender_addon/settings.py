@@ -11,6 +11,8 @@ cache or velocity files). Fields that a source does not use are ignored by it.
 import dataclasses
 
 from cupy_core.device import DEVICES
+from cupy_core.targets import TARGETS, TEMPORAL_MODES, get_profile
+from cupy_core.targets.profiles import check_channels, check_latent_factor
 from cupy_core.vector_pass import BACKGROUND_RULES
 
 from .errors import BakeError
@@ -21,6 +23,7 @@ VOLUME_MOTIONS = ("objects", "fluid", "velocity")
 FOLLOW_RULES = ("all", "inside")
 VELOCITY_UNITS = ("frame", "second")
 FLUID_FORMATS = ("auto", "mantaflow", "world")
+CHANNELS = 4                # the default without a target (SD-style latents)
 LATENT_FACTOR = 8           # the screen sources' default (SD-style latents)
 VOLUME_LATENT_FACTOR = 1    # the volume source's default
 
@@ -38,6 +41,7 @@ UI_WORDS = {
     "texture_size": "texture size",
     "latent_factor": "latent factor",
     "frames": "frame range",
+    "target": "Target Model",
 }
 
 
@@ -48,8 +52,12 @@ class BakeSettings:
     exr_path: str = ""                # exr: a folder, or a path with # for the frame
     method: str = "grid"              # METHODS
     seed: int = 0
-    channels: int = 4
-    latent_factor: int = None         # None: LATENT_FACTOR, VOLUME_LATENT_FACTOR for volumes
+    channels: int = None              # None: the target's, else CHANNELS
+    latent_factor: int = None         # None: the target's, else LATENT_FACTOR
+                                      # (VOLUME_LATENT_FACTOR for volumes)
+    target: str = "none"              # cupy_core.targets.TARGETS: a video model's files too
+    temporal: str = "nearest"         # cupy_core.targets.TEMPORAL_MODES
+    degradation: float = 0.0          # fresh noise mixed into the target's latents, 0..1
     device: str = "auto"              # cupy_core.device.DEVICES
     exr: bool = False                 # also noise_XXXX.exr (screen sources)
     preview: bool = True              # also preview_XXXX.png, loaded as an image sequence
@@ -75,11 +83,19 @@ class BakeSettings:
     def for_scene(self, scene, words=None):
         """A checked copy with the frame range (the scene's where not given) and the
         latent factor (the source's default where not given) filled in."""
-        latent = self.latent_factor
+        latent, channels = self.latent_factor, self.channels
+        if self.target != "none" and self.target in TARGETS and self.source != "volume":
+            # A target sets both; a given value that contradicts it is an error.
+            try:
+                profile = get_profile(self.target)
+                channels = check_channels(profile, channels)
+                latent = check_latent_factor(profile, latent)
+            except ValueError as exc:
+                raise BakeError(str(exc)) from None
         if latent is None:
             latent = VOLUME_LATENT_FACTOR if self.source == "volume" else LATENT_FACTOR
         s = dataclasses.replace(
-            self, latent_factor=latent,
+            self, latent_factor=latent, channels=CHANNELS if channels is None else channels,
             frame_start=scene.frame_start if self.frame_start is None else self.frame_start,
             frame_end=scene.frame_end if self.frame_end is None else self.frame_end,
             motion_objects=tuple(n for n in self.motion_objects if n))
@@ -93,7 +109,8 @@ class BakeSettings:
         for name, value, allowed in (
                 ("source", self.source, SOURCES), ("method", self.method, METHODS),
                 ("device", self.device, DEVICES),
-                ("background", self.background, BACKGROUND_RULES)):
+                ("background", self.background, BACKGROUND_RULES),
+                ("target", self.target, TARGETS), ("temporal", self.temporal, TEMPORAL_MODES)):
             if value not in allowed:
                 raise BakeError(f"{name} must be one of {', '.join(allowed)}, got {value!r}")
         numbers = ["channels", "latent_factor"]
@@ -106,6 +123,14 @@ class BakeSettings:
             raise BakeError(f"{w['frames']} {self.frame_start}-{self.frame_end} is empty")
         if not str(self.out_dir).strip():
             raise BakeError("no output folder given")
+        if not 0.0 <= float(self.degradation) <= 1.0:
+            raise BakeError(f"degradation must be in [0, 1], got {self.degradation}")
+        if self.target != "none" and self.source == "volume":
+            raise BakeError(f"{w['target']} is for screen noise: the volume source has "
+                            "no video-model target (set it to None)")
+        if self.target == "none" and float(self.degradation):
+            raise BakeError("degradation applies to a target model's latents: choose a "
+                            f"{w['target']} or set degradation to 0")
         if self.source == "volume":
             self.check_volume(w)
 
@@ -124,3 +149,11 @@ class BakeSettings:
             raise BakeError(f"{w['objects motion']} needs {w['motion_objects']}")
         if self.volume_motion == "velocity" and not self.velocity_path:
             raise BakeError(f"{w['velocity motion']} needs {w['velocity_path']}")
+
+    def target_choice(self):
+        """What the core's bake loops take as ``target=``: None, or the target, its
+        temporal mode and degradation."""
+        if self.target == "none":
+            return None
+        return {"target": self.target, "temporal": self.temporal,
+                "degradation": float(self.degradation)}

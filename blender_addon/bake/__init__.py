@@ -15,7 +15,10 @@ and headless.py alike: ``run_bake(scene, settings)``.
 4. the loop writes ``noise_XXXX.npy`` (+ previews), ``latents.npy`` and ``bake.json``
    atomically, and calls ``BakeContext.on_frame`` for every frame on disk: the extra
    outputs (``outputs``: EXR, VDB, from the noise in hand), progress, cancel;
-5. the results are loaded into the .blend (the preview image sequence, the VDB
+5. with the preview on, ``outputs.PreviewRecorder`` has kept the backward maps and
+   renders of the frames; ``cupy_core.preview`` writes the animated side-by-side
+   (scene, warped, fixed, fresh), the slice picture and the flicker figures;
+6. the results are loaded into the .blend (the preview image sequence, the VDB
    volume) and the loop's ``BakeResult`` is returned (``image``, ``volume`` added).
 """
 from cupy_core.bake.files import OutputError
@@ -25,7 +28,7 @@ from ..errors import BakeCancelled, BakeError
 from ..settings import BakeSettings
 from . import meshes, vectors, volume
 from .context import BakeContext
-from .outputs import load_preview, load_volume_sequence
+from .outputs import PreviewRecorder, load_preview, load_volume_sequence
 
 __all__ = ["run_bake", "BakeSettings", "BakeError", "BakeCancelled"]
 
@@ -42,11 +45,21 @@ def run_bake(scene, settings, *, progress=None, cancelled=None, main=None, log=p
     notes. Bad input is a ``BakeError`` naming it."""
     ctx = BakeContext.start(scene, settings, progress=progress, cancelled=cancelled,
                             main=main, log=log)
+    s = ctx.settings
+    if s.preview and s.source != "volume":
+        ctx.recorder = PreviewRecorder(s.frame_start, ctx.total)
     try:
-        result = SOURCE_BAKES[ctx.settings.source](ctx)
-    except (OutputError, VolumeInputError) as exc:
+        result = SOURCE_BAKES[s.source](ctx)
+        if ctx.recorder is not None:     # the animated side-by-side and the flicker figures
+            ctx.recorder.write(ctx.out_dir, log)
+    except BakeError:
+        raise
+    except (OutputError, VolumeInputError, ValueError) as exc:  # the core's input checks
         raise BakeError(str(exc)) from None
-    s, first, count = ctx.settings, result.frames[0], len(result.frames)
+    finally:
+        if ctx.recorder is not None:
+            ctx.recorder.close()
+    first, count = result.frames[0], len(result.frames)
     result.image = ctx.call(lambda: load_preview(ctx.out_dir, first)) \
         if s.preview and s.source != "volume" else None
     result.volume = ctx.call(lambda: load_volume_sequence(ctx.out_dir, first, count, scene)) \

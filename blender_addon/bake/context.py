@@ -26,10 +26,12 @@ class BakeContext:
     cancelled: object = None
     main: object = None
     log: object = print
+    recorder: object = None          # outputs.PreviewRecorder with the preview on
 
     @classmethod
     def start(cls, scene, settings, **hooks):
         s = settings.for_scene(scene)
+        check_target(scene, s)
         out_dir = abs_folder(s.out_dir)
         try:
             cio.check_output_dir(out_dir)
@@ -83,6 +85,23 @@ class BakeContext:
                 raise BakeCancelled(f"bake cancelled after frame {frame}; rerun to resume")
 
         return hook
+
+
+def check_target(scene, s):
+    """The target model's rules (frame count, render size), before anything is read,
+    rendered or written. The EXR source's size is known only from its files: the core
+    loop checks it before its first write."""
+    if s.target == "none" or s.source == "exr":
+        return
+    from cupy_core.targets import plan
+
+    from ..readers.vectors import render_size
+    h, w = render_size(scene)
+    try:
+        plan(s.target, s.frame_end - s.frame_start + 1, h, w, s.channels, s.latent_factor,
+             temporal=s.temporal, degradation=s.degradation)
+    except ValueError as exc:
+        raise BakeError(str(exc)) from None
 
 
 def check_camera(scene):

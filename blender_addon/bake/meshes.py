@@ -5,6 +5,7 @@ corners): the evaluated render meshes and the camera of each frame, no render
 import numpy as np
 
 from cupy_core.bake.loop import LazyFrames
+from cupy_core.conventions import corners_to_centers
 from cupy_core.surface.bake import bake_geometry_sequence, bake_surface_sequence
 from cupy_core.surface.maps import geometry_positions, uv_positions
 
@@ -56,7 +57,7 @@ def bake(ctx):
                       channels=int(s.channels), latent_factor=int(s.latent_factor),
                       first_frame=s.frame_start, source=source, progress=False,
                       preview=s.preview, resume=s.resume, xp=ctx.xp,
-                      on_frame=ctx.on_frame(*outputs))
+                      on_frame=ctx.on_frame(*outputs), target=s.target_choice())
         ctx.report(0, s.frame_start)
         if s.source == "surface":
             def uv_map(i):
@@ -74,8 +75,11 @@ def bake(ctx):
             frame = s.frame_start + t + 1
             prev_mesh, prev_cam = at(frame - 1)
             mesh, cam = at(frame)
-            return geometry_positions(mesh, prev_mesh, cam, prev_cam,
-                                      background=GEOMETRY_BACKGROUND[s.background])
+            pos = geometry_positions(mesh, prev_mesh, cam, prev_cam,
+                                     background=GEOMETRY_BACKGROUND[s.background])
+            if ctx.recorder is not None:
+                ctx.recorder.keep_positions(t, corners_to_centers(pos))
+            return pos
 
         return bake_geometry_sequence(LazyFrames(ctx.total - 1, positions), ctx.out_dir,
                                       **common)

@@ -1,8 +1,12 @@
 """A bake's extra outputs beside cupy_core's ``noise_XXXX.npy``, written from the noise
 in hand by the frame loop's ``on_frame`` hook (``exr_writer``, ``vdb_writer``), and
 the results loaded into the .blend afterwards (``load_preview``: the preview PNGs as
-an image sequence; ``load_volume_sequence``: the VDB files as a Volume object)."""
+an image sequence; ``load_volume_sequence``: the VDB files as a Volume object), and
+``PreviewRecorder``: the backward maps and renders a bake computes, kept on disk for
+``cupy_core.preview``'s animated side-by-side and flicker figures."""
 import os
+import shutil
+import tempfile
 
 import numpy as np
 
@@ -97,3 +101,53 @@ def load_volume_sequence(out_dir, first_frame, frame_count, scene,
     if scene.collection.objects.get(ob.name) is None:
         scene.collection.objects.link(ob)
     return ob
+
+
+class PreviewRecorder:
+    """Keeps, in a temporary folder, each backward map (at pixel centres) and render
+    the bake computes, and after the bake writes ``comparison.gif``, ``space_time.png``
+    and ``flicker.json`` (``cupy_core.preview.preview_bake``) into the output folder:
+    with the flicker figures when every frame's map was computed in this run (not for
+    a resumed bake's earlier frames), with the scene when every frame has a render."""
+
+    def __init__(self, first_frame, count):
+        self.first, self.count = int(first_frame), int(count)
+        self.folder = tempfile.mkdtemp(prefix="cupy_noise_preview_")
+        self.maps, self.renders = set(), set()
+
+    def keep_positions(self, t, positions):
+        """The backward map of transition t (frame first + t + 1 -> first + t)."""
+        np.save(os.path.join(self.folder, f"map_{t}.npy"), np.asarray(positions, np.float32))
+        self.maps.add(t)
+
+    def keep_render(self, frame, image):
+        if image is not None:
+            np.save(os.path.join(self.folder, f"render_{frame}.npy"), image)
+            self.renders.add(frame)
+
+    def _loaded(self, name, keys):
+        from cupy_core.bake.loop import LazyFrames
+        return LazyFrames(len(keys), lambda i: np.load(
+            os.path.join(self.folder, f"{name}_{keys[i]}.npy")))
+
+    def write(self, out_dir, log=print):
+        """The pictures of the bake in ``out_dir``; a note instead of an error when
+        they cannot be made (the bake itself is whole)."""
+        from cupy_core.preview import preview_bake
+        transitions = list(range(self.count - 1))
+        frames = list(range(self.first, self.first + self.count))
+        positions = (self._loaded("map", transitions)
+                     if set(transitions) <= self.maps else None)
+        renders = (self._loaded("render", frames)
+                   if set(frames) <= self.renders else None)
+        try:
+            shown = preview_bake(out_dir, positions=positions, renders=renders)
+        except (ValueError, OSError) as exc:
+            log(f"[noise] no animated preview: {exc}")
+            return None
+        for line in shown.lines:
+            log(f"[noise] {line}")
+        return shown
+
+    def close(self):
+        shutil.rmtree(self.folder, ignore_errors=True)

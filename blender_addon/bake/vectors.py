@@ -13,7 +13,8 @@ from cupy_core.vector_pass import backward_positions
 
 from ..errors import BakeError
 from ..paths import abspath
-from ..readers.vectors import camera_matrices, read_vector_exr, render_size
+from ..readers.vectors import (camera_matrices, read_combined_exr, read_vector_exr,
+                               render_size)
 from .context import check_camera, check_motion_blur
 from .outputs import exr_writer
 from .scene_changes import VectorRenderer, kept_frame
@@ -76,6 +77,8 @@ def bake(ctx):
                 if frame not in cache:
                     path, cam = ctx.call(lambda: passes_at(frame))
                     vec, depth = read_vector_exr(path)
+                    if ctx.recorder is not None:
+                        ctx.recorder.keep_render(frame, read_combined_exr(path))
                     if vec.shape[:2] != tuple(shape):
                         raise BakeError(f"frame {frame}: the Vector pass is "
                                         f"{vec.shape[1]}x{vec.shape[0]}, the bake is "
@@ -89,9 +92,12 @@ def bake(ctx):
                 frame = s.frame_start + t + 1
                 vec, depth, cam = passes(frame)
                 vec_p, depth_p, cam_p = passes(frame - 1)
-                return backward_positions(vec, depth, vec_p, depth_p,
-                                          background=s.background, cam_now=cam,
-                                          cam_prev=cam_p)
+                pos = backward_positions(vec, depth, vec_p, depth_p,
+                                         background=s.background, cam_now=cam,
+                                         cam_prev=cam_p)
+                if ctx.recorder is not None:
+                    ctx.recorder.keep_positions(t, pos)
+                return pos
 
             ctx.report(0, s.frame_start)
             return bake_flow_sequence(
@@ -100,6 +106,7 @@ def bake(ctx):
                 latent_factor=int(s.latent_factor), at="centers", shape=shape,
                 first_frame=s.frame_start, source=source, progress=False,
                 preview=s.preview, resume=s.resume, xp=ctx.xp,
-                on_frame=ctx.on_frame(*outputs))
+                on_frame=ctx.on_frame(*outputs),
+                target=s.target_choice())
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -98,6 +98,16 @@ def find_pass(channels, pass_name, components, path="render"):
                     f"Render it with the {pass_name} pass on (View Layer properties)")
 
 
+def read_combined_exr(path):
+    """The Combined (beauty) pass of a multilayer EXR as an 8-bit sRGB-ish image
+    ``(H, W, 3)`` for looking at, or None where the file has none."""
+    try:
+        rgb = find_pass(read_exr_channels(path), "Combined", ("R", "G", "B"), repr(str(path)))
+    except PassError:
+        return None
+    return (np.clip(np.nan_to_num(rgb), 0.0, 1.0) ** (1 / 2.2) * 255 + 0.5).astype(np.uint8)
+
+
 def read_vector_exr(path):
     """``(vector (H, W, 4), depth (H, W) or None)`` from a multilayer EXR."""
     ch = read_exr_channels(path)

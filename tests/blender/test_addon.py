@@ -9,6 +9,8 @@ import bpy
 import numpy as np
 import pytest
 
+import cupy_core
+
 from blender_addon import bake as B
 from blender_addon.readers import vectors as V
 from blender_addon.bake.scene_changes import VectorRenderer
@@ -369,3 +371,56 @@ def test_modal_cancel_runs_the_workers_last_blender_calls():
     CUPYNOISE_OT_bake.cancel(op, SimpleNamespace(window_manager=wm))
     assert not op._thread.is_alive() and op._cancel and removed == ["timer"]
     assert ran[-1] == ("restore", threading.get_ident())   # on this (the main) thread
+
+
+# --------------------------------------------------------------------------- targets, preview
+
+def test_headless_target_writes_model_latents(shift_blend, tmp_path):
+    """--target animatediff: 4 channels, latents pooled by 8, [B, C, F, h, w]."""
+    p = _headless(shift_blend, "--out", tmp_path / "t", "--frames", "1-5", "--device", "cpu",
+                  "--target", "animatediff")
+    assert p.returncode == 0, p.stderr
+    model = np.load(tmp_path / "t" / "model_latents.npy")
+    assert model.shape == (1, 4, 5, 6, 8)
+    rec = json.loads((tmp_path / "t" / "bake.json").read_text())
+    assert rec["target"]["target"] == "animatediff" and rec["channels"] == 4
+    np.testing.assert_array_equal(model[0, :, 2], np.moveaxis(
+        cupy_core.downsample(np.load(tmp_path / "t" / "noise_0003.npy"), 8), -1, 0))
+
+
+@pytest.mark.parametrize("args, words", [
+    (("--target", "wan", "--frames", "1-4"), ("4 frames", "1 or 5")),
+    (("--target", "wan2.2-5b", "--frames", "1-5"), ("48",)),          # 64 x 48: needs 32k
+    (("--target", "animatediff", "--channels", "16"), ("channels",)),
+    (("--target", "nonsense",), ("target",)),
+])
+def test_headless_target_refused_before_rendering(shift_blend, tmp_path, args, words):
+    out = tmp_path / "r"
+    p = _headless(shift_blend, "--out", out, "--device", "cpu", *args)
+    assert p.returncode == 2, p.stdout + p.stderr
+    err = p.stderr.strip().splitlines()
+    assert err[-1].startswith("error:") and all(w in err[-1] for w in words), p.stderr
+    assert "[noise] frame" not in p.stdout and not out.exists()
+
+
+def test_list_targets_headless(tmp_path):
+    p = _headless("--list-targets")
+    assert p.returncode == 0 and "animatediff" in p.stdout and "wan" in p.stdout
+
+
+def test_preview_writes_animation_and_flicker(shift_scene, tmp_path):
+    """The add-on's preview also writes the animated side-by-side with the render, the
+    slice picture and the flicker figures: the square moves by whole pixels and the
+    background stands still, so the warped noise scores about 0 where fixed noise on
+    the square scores about 2 (measured: warped 0.15 on the moving square, whose
+    anti-aliased edges move by fractions of a pixel, 0.02 elsewhere; fixed 2.08)."""
+    res = bake(shift_scene, tmp_path, preview=True)
+    assert res.image is not None                       # the PNG sequence stays loaded
+    assert (tmp_path / "comparison.gif").read_bytes()[:6] == b"GIF89a"
+    assert (tmp_path / "space_time.png").exists()
+    kinds = json.loads((tmp_path / "flicker.json").read_text())["kinds"]
+    moving, still = "moving (>= 0.5 px/frame)", "still (< 0.5 px/frame)"
+    # The square's anti-aliased edges have fractional vectors: not exactly 0 there.
+    assert kinds["warped"][moving]["flicker"] < 0.1 * kinds["fixed"][moving]["flicker"]
+    assert kinds["warped"][still]["flicker"] < 0.05, kinds["warped"]
+    assert kinds["fixed"][moving]["flicker"] > 1.5 and kinds["fresh"]["all"]["flicker"] > 1.7

@@ -237,3 +237,28 @@ def test_panel_says_when_a_lattice_or_armature_deforms_the_noise():
         CUPYNOISE_PT_bake.draw(panel, SimpleNamespace(scene=sc))
         labels = [x for x in panel_log if x.startswith("label:") and "deform" in x]
         assert labels == ([] if expect is None else ["label:" + expect])
+
+
+def test_panel_shows_the_target_rule_and_hides_what_it_sets(shift_scene, tmp_path):
+    """Target Model: the rule beside the frame range ("4k+1 frames, e.g. 81"), the
+    channels and latent factor come from the target, and a frame range it cannot take
+    is refused before anything renders."""
+    from types import SimpleNamespace
+    from blender_addon.panels import CUPYNOISE_PT_bake
+    s = shift_scene.cupy_noise
+    s.target = "wan"
+    log = []
+    CUPYNOISE_PT_bake.draw(SimpleNamespace(layout=_Layout(log)), SimpleNamespace(scene=shift_scene))
+    labels = [x for x in log if x.startswith("label:")]
+    assert any("4k+1 frames, e.g. 81" in x for x in labels), labels
+    assert any("5 frames" in x for x in labels), labels
+    assert "channels" not in log and "latent_factor" not in log
+    assert {"target", "temporal", "degradation"} <= set(log)
+    st = s.to_settings(out_dir=str(tmp_path / "o"))
+    assert st.channels is None and st.latent_factor is None and st.target == "wan"
+    shift_scene.frame_end = 4                                     # 4 frames: not 4k+1
+    s.out_dir = str(tmp_path / "o")
+    with pytest.raises(RuntimeError, match="1 or 5"):
+        bpy.ops.cupy_noise.bake()
+    assert not (tmp_path / "o").exists()
+    s.target = "none"
