@@ -26,3 +26,33 @@ def assert_gpu_matches_cpu(cupy, prior, pos, tol=1e-5, **kw):
     gpu = gpu.get()
     assert np.isfinite(gpu).all() and np.isfinite(cpu).all()
     np.testing.assert_allclose(gpu, cpu, atol=tol, rtol=0)
+
+
+def fake_gpu_device(monkeypatch, cp, props, **runtime):
+    """What the emulated CuPy lacks for the benchmark's GPU path, for a test: CUDA
+    events timing every frame at 0.5 ms, memory hooks, and ``cp.cuda.runtime`` answering
+    with ``props`` (device properties) and ``runtime`` (more runtime functions); the
+    memory clock and bus width of an H100 (3.352 TB/s)."""
+    import types
+
+    class Event:
+        def record(self):
+            pass
+
+        def synchronize(self):
+            pass
+
+    class MemoryHook:
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *a):
+            return False
+
+    monkeypatch.setattr(cp.cuda, "Event", Event, raising=False)
+    monkeypatch.setattr(cp.cuda, "MemoryHook", MemoryHook, raising=False)
+    monkeypatch.setattr(cp.cuda, "get_elapsed_time", lambda a, b: 0.5, raising=False)
+    rt = types.SimpleNamespace(getDeviceCount=lambda: 1, getDeviceProperties=lambda d: props,
+                               deviceGetAttribute=lambda a, d: {36: 2619000, 37: 5120}[a],
+                               **runtime)
+    monkeypatch.setattr(cp.cuda, "runtime", rt)

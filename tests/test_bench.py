@@ -5,7 +5,6 @@ import json
 import math
 import os
 import sys
-import types
 
 import numpy as np
 import pytest
@@ -14,6 +13,7 @@ import cupy_core
 from cupy_core.bench import run as bench
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from checks import fake_gpu_device  # noqa: E402
 from cuda_emulation import emulate, fake_cupy  # noqa: E402
 
 KEYS = {"method", "dims", "shape", "channels", "backend", "device", "ms_per_frame",
@@ -69,27 +69,7 @@ def test_gpu_path_on_emulated_cupy(monkeypatch):
     """The CuPy branch of the harness, on the fake CuPy with stand-ins for what it lacks
     (events, memory hooks, device attributes); real GPUs run the same code."""
     with fake_cupy.installed() as cp:
-        class Event:
-            def record(self):
-                pass
-
-            def synchronize(self):
-                pass
-
-        class MemoryHook:
-            def __enter__(self):
-                return self
-
-            def __exit__(self, *a):
-                return False
-
-        monkeypatch.setattr(cp.cuda, "Event", Event, raising=False)
-        monkeypatch.setattr(cp.cuda, "MemoryHook", MemoryHook, raising=False)
-        monkeypatch.setattr(cp.cuda, "get_elapsed_time", lambda a, b: 0.5, raising=False)
-        rt = types.SimpleNamespace(getDeviceCount=lambda: 1,
-                                   getDeviceProperties=lambda d: {"name": b"NVIDIA H100 80GB HBM3"},
-                                   deviceGetAttribute=lambda a, d: {36: 2619000, 37: 5120}[a])
-        monkeypatch.setattr(cp.cuda, "runtime", rt)
+        fake_gpu_device(monkeypatch, cp, {"name": b"NVIDIA H100 80GB HBM3"})
         name, bw = bench.gpu_info()
         assert name == "NVIDIA H100 80GB HBM3" and bw == pytest.approx(3.352e12, rel=1e-3)
         recs = TinyRun(["cupy"], quick=True, budget=10.0, log=lambda m: None).run()

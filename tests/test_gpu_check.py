@@ -18,6 +18,7 @@ import pytest
 from cupy_core.bench import gpu_check, run as bench, sections
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from checks import fake_gpu_device  # noqa: E402
 from cuda_emulation import emulate, fake_cupy  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -42,31 +43,11 @@ def test_without_gpu_stops_at_once_and_writes_nothing(tmp_path):
 
 
 def _install_fake_device(monkeypatch, cp):
-    """What the fake CuPy lacks for the bench's GPU path: events, memory hooks, device
-    properties (as tests/test_bench.py's emulated test)."""
-    class Event:
-        def record(self):
-            pass
-
-        def synchronize(self):
-            pass
-
-    class MemoryHook:
-        def __enter__(self):
-            return self
-
-        def __exit__(self, *a):
-            return False
-
-    monkeypatch.setattr(cp.cuda, "Event", Event, raising=False)
-    monkeypatch.setattr(cp.cuda, "MemoryHook", MemoryHook, raising=False)
-    monkeypatch.setattr(cp.cuda, "get_elapsed_time", lambda a, b: 0.5, raising=False)
+    """An emulated H100 for the benchmark's GPU path (checks.fake_gpu_device)."""
     props = {"name": b"NVIDIA H100 80GB HBM3", "major": 9, "minor": 0,
              "totalGlobalMem": 80 * 2**30, "multiProcessorCount": 132}
-    rt = types.SimpleNamespace(getDeviceCount=lambda: 1, getDeviceProperties=lambda d: props,
-                               deviceGetAttribute=lambda a, d: {36: 2619000, 37: 5120}[a],
-                               runtimeGetVersion=lambda: 13000, driverGetVersion=lambda: 13010)
-    monkeypatch.setattr(cp.cuda, "runtime", rt)
+    fake_gpu_device(monkeypatch, cp, props, runtimeGetVersion=lambda: 13000,
+                    driverGetVersion=lambda: 13010)
     monkeypatch.setattr(gpu_check, "probe", lambda: FAKE_OK)
 
 
