@@ -114,7 +114,7 @@ def ensure_venv(env, extra_requirements=(), extras="test"):
     return python
 
 
-# tests/test_model_pipelines.py runs tiny random-initialised diffusers pipelines on the
+# tests/targets/test_model_pipelines.py runs tiny random-initialised diffusers pipelines on the
 # CPU (no download): the `models` extra at versions checked together, in .venv only
 # (the NumPy 1.26 venv skips those tests, saying so). torch==2.13.0 takes the CPU wheel
 # that pip finds on these machines.
@@ -161,7 +161,7 @@ def compile_kernels():
 
 
 # NVRTC, what CuPy compiles the kernels with, of CUDA 12 (CuPy 13) and of CUDA 13, from
-# PyPI: tests/test_nvrtc.py compiles every kernel with both (no GPU needed).
+# PyPI: tests/methods/test_nvrtc.py compiles every kernel with both (no GPU needed).
 NVRTC_DIR = ROOT / ".nvrtc"
 NVRTC_WHEELS = {"cu12": "nvidia-cuda-nvrtc-cu12==12.9.86",
                 "cu13": "nvidia-cuda-nvrtc==13.5.37"}
@@ -193,7 +193,7 @@ GPU_WHEELS_DIR = ROOT / ".wheels-gpu"
 def ensure_gpu_wheels(python):
     """pip download the add-on's pinned GPU-support wheels for NumPy 1.x (CuPy 13.6,
     fastrlock, CUDA 12 NVRTC and runtime; about 210 MB, once) into .wheels-gpu/ and name
-    it in CUPY_NOISE_GPU_WHEELS: tests/test_gpu_support.py installs them from there."""
+    it in CUPY_NOISE_GPU_WHEELS: tests/blender_addon/test_gpu_support.py installs them from there."""
     import importlib.util
     spec = importlib.util.spec_from_file_location("_gpu_support", ADDON / "gpu_support.py")
     gpu = importlib.util.module_from_spec(spec)

@@ -11,7 +11,7 @@ collect_ignore = [] if _ilu.find_spec("bpy") is not None else ["blender"]
 
 
 def pytest_terminal_summary(terminalreporter):
-    """The register/stack/spill table of tests/test_nvrtc.py (tests/nvrtc.py collects
+    """The register/stack/spill table of tests/methods/test_nvrtc.py (tests/nvrtc.py collects
     it), shown whether the tests pass or fail, with or without -s."""
     report = sys.modules.get("nvrtc")
     lines = getattr(report, "summary_lines", lambda: [])()

@@ -1,5 +1,5 @@
 """A small ctypes binding of NVRTC (libnvrtc), what CuPy compiles ``RawModule`` code
-with, for tests/test_nvrtc.py: compile a source to PTX and CUBIN with given options,
+with, for tests/methods/test_nvrtc.py: compile a source to PTX and CUBIN with given options,
 read the program log, and parse ptxas' ``-v`` report out of it.
 
 Nothing here needs a GPU, a driver or CuPy: NVRTC is a plain shared library (the PyPI
@@ -260,7 +260,7 @@ def elf_sections(blob):
 
 # ------------------------------------------------------------------ the report
 
-# One dict per compiled (CUDA version, arch, file), appended by tests/test_nvrtc.py and
+# One dict per compiled (CUDA version, arch, file), appended by tests/methods/test_nvrtc.py and
 # printed by tests/conftest.py's pytest_terminal_summary; BATCHES: per CUDA version,
 # (wall seconds, compiles, threads) of the parallel compile.
 RESULTS = []
@@ -281,7 +281,7 @@ def summary_lines(results=None):
     results = RESULTS if results is None else results
     if not results:
         return []
-    lines = ["NVRTC compile of every kernel (tests/test_nvrtc.py): ptxas -v figures "
+    lines = ["NVRTC compile of every kernel (tests/methods/test_nvrtc.py): ptxas -v figures "
              "per kernel, 'registers/stack frame bytes', 'S<stores>+<loads>' = spill "
              "bytes"]
     spills, warnings = [], []

@@ -6,7 +6,7 @@ its CuPy and NumPy:
 1. the probe (``cupy_core.device.gpu_status``: CuPy imports, sees a device, compiles and
    launches a kernel that gives the CPU's bits); without a usable GPU it stops at once
    with the reason, a non-zero exit and nothing written;
-2. the GPU tests (``tests/test_gpu.py``, ``tests/test_gpu3d.py``: the CPU/GPU agreement,
+2. the GPU tests (``tests/methods/test_gpu.py``, ``tests/methods/test_gpu3d.py``: the CPU/GPU agreement,
    repeatability, long chains) with pytest, under a time cap;
 3. the GPU benchmark (``cupy_core.bench.run``'s measurement: CUDA events, the memory-pool
    peak, the bandwidth floor of DESIGN.md 11) at 1024 x 1024 x 4 and 1920 x 1080 x 16
@@ -52,7 +52,7 @@ from ..bake.files import atomic_path, write_json_atomic
 ROOT = Path(__file__).resolve().parents[2]
 SCHEMA = "cupy_core.bench.gpu_check/1"
 COMMAND = "python build.py gpu-check"
-TEST_FILES = ("tests/test_gpu.py", "tests/test_gpu3d.py")
+TEST_FILES = ("tests/methods/test_gpu.py", "tests/methods/test_gpu3d.py")
 # (method, factor, shape, channels), shape (H, W) or (D, H, W), as bench.SpeedRun's.
 CONFIGS = {
     "full": [
@@ -541,7 +541,7 @@ def render_section(state=None):
               "with an NVIDIA GPU and CuPy, `python build.py gpu-check --out DIR` (that "
               "machine's own Python, CuPy and NumPy: no virtual environment, no network; "
               "under 8 minutes on one H100 or H200) runs the GPU tests "
-              "(`tests/test_gpu.py`, `tests/test_gpu3d.py`: the CPU/GPU agreement) and "
+              "(`tests/methods/test_gpu.py`, `tests/methods/test_gpu3d.py`: the CPU/GPU agreement) and "
               "times grid, particle and upsample N = 4 at 1024 x 1024 x 4 and "
               "1920 x 1080 x 16, and grid and particle at 128^3 x 4, against the "
               "bandwidth floor of DESIGN.md 11; it writes `DIR/results.json`, "

@@ -20,7 +20,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from checks import fake_gpu_device  # noqa: E402
 from cuda_emulation import emulate, fake_cupy  # noqa: E402
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 FAKE_OK = gpu_check.Probe(True, name="NVIDIA H100 80GB HBM3 (emulated)",
                           summary="GPU: emulated on the CPU")
 

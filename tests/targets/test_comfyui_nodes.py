@@ -17,7 +17,7 @@ except ImportError as exc:   # plain pytest without the models extra
     pytest.skip(f"torch and safetensors are not installed (the models extra): {exc}",
                 allow_module_level=True)
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 import comfyui_warped_noise  # noqa: E402
 from comfyui_warped_noise import nodes  # noqa: E402
 

@@ -18,7 +18,7 @@ from email.parser import Parser
 
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 WHEELS = os.environ.get("CUPY_NOISE_GPU_WHEELS") or os.path.join(ROOT, ".wheels-gpu")
 
 

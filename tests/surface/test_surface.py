@@ -17,7 +17,7 @@ from cupy_core.surface import (Camera, Mesh, geometry_positions, load_cameras,
 from cupy_core.surface.camera import project, rays
 from cupy_core.surface.raster import corner_points
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.join(ROOT, "sample_scenes"))
 import flag_sequence as F  # noqa: E402
 
