@@ -14,6 +14,30 @@ AT = ("corners", "centers")
 COUNTER_LIMIT = 2 ** 32
 
 
+def cell_count_message(shape):
+    """None when a field of spatial ``shape`` fits the random counters (fewer than 2^32
+    cells), else the refusal in the user's terms: how many pixels (voxels) the frame
+    has, the most there may be, and what to lower."""
+    shape = tuple(int(n) for n in shape)
+    n = int(np.prod(shape, dtype=object)) if shape else 0
+    if n < COUNTER_LIMIT:
+        return None
+    if len(shape) == 2:
+        return (f"frames of {shape[1]}x{shape[0]} pixels have {n:,} pixels; the noise "
+                f"generator numbers each pixel with 32 bits, so a frame may have at most "
+                f"{COUNTER_LIMIT - 1:,} (65535x65535): lower the resolution")
+    return (f"a volume of {'x'.join(map(str, shape))} voxels has {n:,} voxels; the noise "
+            f"generator numbers each voxel with 32 bits, so a volume may have at most "
+            f"{COUNTER_LIMIT - 1:,} (1625^3): lower the domain resolution")
+
+
+def check_cell_count(shape):
+    """Refuse (ValueError, ``cell_count_message``) a field too large for the counters."""
+    message = cell_count_message(shape)
+    if message is not None:
+        raise ValueError(message)
+
+
 def array_module(a):
     """``numpy`` for NumPy arrays, ``cupy`` for CuPy arrays (imported only then)."""
     if type(a).__module__.split(".")[0] == "cupy":
@@ -35,9 +59,7 @@ def check_prior(prior, values=True):
         raise ValueError(f"prior must have C >= 1 channels, got C = {channels}")
     if min(prior.shape[:-1]) < 1:
         raise ValueError(f"prior has an empty spatial axis: shape {tuple(prior.shape)}")
-    if int(np.prod(prior.shape[:-1])) >= COUNTER_LIMIT:
-        raise ValueError(f"prior has {int(np.prod(prior.shape[:-1]))} cells; the random "
-                         f"counters address at most 2^32 - 1")
+    check_cell_count(prior.shape[:-1])
     xp = array_module(prior)
     # values=False: noise the package made itself (a bake's previous frame); the scan
     # costs a pass over the field, and on a GPU a device-to-host sync, every frame.
@@ -67,9 +89,7 @@ def check_positions(positions, dims, at):
     target = tuple(s - 1 for s in spatial) if at == "corners" else spatial
     if min(target) < 1:
         raise ValueError(f"positions at {at} of shape {tuple(positions.shape)} describe an empty target grid")
-    if int(np.prod(target)) >= COUNTER_LIMIT:
-        raise ValueError(f"the target grid {target} has {int(np.prod(target))} cells; the "
-                         "random counters address at most 2^32 - 1")
+    check_cell_count(target)
     xp = array_module(positions)
     if bool(xp.isinf(positions).any()):
         raise ValueError("positions contain infinite values (use NaN to mark 'no source')")

@@ -8,6 +8,7 @@ them for outputs; ``remove_stale_temporaries`` clears those a killed process lef
 """
 import contextlib
 import datetime
+import errno
 import json
 import os
 import platform
@@ -23,7 +24,7 @@ __all__ = [
     "OutputError", "check_output_dir", "save_npy_atomic", "write_json_atomic",
     "write_png_atomic", "encode_png", "noise_to_preview", "frame_name",
     "parse_frame_name", "assemble_latents", "bake_json", "remove_stale_temporaries",
-    "LATENTS_NAME", "BAKE_JSON_NAME",
+    "LATENTS_NAME", "BAKE_JSON_NAME", "DiskFullError", "atomic_path", "reserve",
 ]
 
 LATENTS_NAME = "latents.npy"
@@ -70,7 +71,9 @@ def check_output_dir(path, *, create=True):
     return folder
 
 
-def remove_stale_temporaries(folder, prefixes=("noise_", "preview_", "latents", "bake")):
+def remove_stale_temporaries(folder, prefixes=("noise_", "preview_", "latents", "bake",
+                                              "model_latents", "noises", "comparison",
+                                              "space_time", "flicker")):
     """Delete temporary files that an atomic write killed mid-way left in ``folder``:
     only names this module makes (``.NAME.XXXXXXXX.tmp``, mkstemp's eight random
     characters) for outputs whose name starts with one of ``prefixes``.
@@ -91,36 +94,95 @@ def remove_stale_temporaries(folder, prefixes=("noise_", "preview_", "latents", 
 
 # --------------------------------------------------------------------------- atomic writes
 
+# Fault injection (tests/test_faults.py): when set, called as ``_write_hook("before",
+# path)`` when an atomic write starts and ``_write_hook("after", path)`` once the file is
+# in place. None in normal use.
+_write_hook = None
+
+_DISK_FULL = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
+
+
+class DiskFullError(OSError):
+    """No space left (or over quota) while writing ``path``: "disk full writing
+    DIR/noise_0007.npy". An OSError: the command line exits with 1."""
+
+
+def _disk_full(exc, path):
+    return DiskFullError(exc.errno, f"disk full writing {path}")
+
+
 @contextlib.contextmanager
 def atomic_path(path):
     """Yield a temporary file name beside ``path`` for a writer that wants a name
     (OpenEXR, OpenVDB, memory maps); when the block ends the file is synced to disk and
     renamed onto ``path``. On any failure (Ctrl-C included) the temporary is removed
-    and the old ``path``, if any, is untouched."""
+    and the old ``path``, if any, is untouched. A full disk is a ``DiskFullError``
+    naming ``path``. Creating the temporary, the rename and the clean-up are not cut
+    by a stop signal (``stop.deferred``): the stop is raised when they are done."""
+    from .stop import deferred
+
     path = Path(path)
     folder = path.parent
+    if _write_hook is not None:
+        _write_hook("before", path)
+    tmp, placed = None, False
     try:
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix="." + path.name + ".",
-                                   suffix=_TEMP_SUFFIX)
-    except OSError as exc:
-        raise OutputError(f"cannot write in folder {str(folder)!r}: "
-                          f"{exc.strerror or exc}") from None
-    os.close(fd)
-    try:
+        with deferred():
+            try:
+                fd, tmp = tempfile.mkstemp(dir=folder, prefix="." + path.name + ".",
+                                           suffix=_TEMP_SUFFIX)
+            except OSError as exc:
+                if exc.errno in _DISK_FULL:
+                    raise _disk_full(exc, path) from None
+                raise OutputError(f"cannot write in folder {str(folder)!r}: "
+                                  f"{exc.strerror or exc}") from None
+            os.close(fd)
         yield tmp
-        # fsync so that after a power cut the renamed file has its contents too.
-        with open(tmp, "r+b") as f:
-            os.fsync(f.fileno())
-        # mkstemp makes the file 0600; an output is as readable as any file the user
-        # makes (a render farm, another account, a ComfyUI server read it).
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
+        with deferred():
+            # fsync so that after a power cut the renamed file has its contents too.
+            with open(tmp, "r+b") as f:
+                os.fsync(f.fileno())
+            # mkstemp makes the file 0600; an output is as readable as any file the
+            # user makes (a render farm, another account, a ComfyUI server read it).
+            os.chmod(tmp, 0o666 & ~_umask())
+            os.replace(tmp, path)
+            placed = True
+    except OSError as exc:
+        _remove_temporary(tmp, placed)
+        if exc.errno in _DISK_FULL and not isinstance(exc, DiskFullError):
+            raise _disk_full(exc, path) from None
+        raise
     except BaseException:
+        _remove_temporary(tmp, placed)
+        raise
+    if _write_hook is not None:
+        _write_hook("after", path)
+
+
+def _remove_temporary(tmp, placed):
+    from .stop import deferred
+
+    if tmp is None or placed:
+        return
+    with deferred():
         try:
             os.remove(tmp)
         except OSError:
             pass
-        raise
+
+
+def reserve(path, size):
+    """Allocate ``size`` bytes for the file ``path`` now (``posix_fallocate``), so that
+    a full disk is an error here and not a SIGBUS when a memory map of it is filled."""
+    if not hasattr(os, "posix_fallocate"):
+        return
+    with open(path, "r+b") as f:
+        try:
+            os.posix_fallocate(f.fileno(), 0, int(size))
+        except OSError as exc:
+            if exc.errno in _DISK_FULL:
+                raise
+            # EOPNOTSUPP, EINVAL: a file system without it; the map is filled as before
 
 
 def _umask():
@@ -309,6 +371,7 @@ def assemble_latents(out_dir, frames, factor, *, prefix="noise", name=LATENTS_NA
     with atomic_path(target) as tmp:
         mm = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=shape)
         try:
+            reserve(tmp, os.path.getsize(tmp))
             mm[0] = first
             for i, frame in enumerate(frames[1:], start=1):
                 lat = load(frame)

@@ -1,27 +1,75 @@
 """What the command lines share (``python -m cupy_core`` and its ``surface``
 subcommand): their options, the target choice, the closing summary, and the exit
-codes: 0 done, 2 bad input (``error: ...``), 1 other OS errors, 130 interrupted
-(every file written is whole: the same command resumes)."""
+codes: 0 done, 2 bad input (``error: ...``, nothing written), 1 other OS errors (a
+full disk: ``error: disk full writing DIR/noise_0007.npy``), 130 interrupted by Ctrl-C
+and 143 by SIGTERM (every file written is whole, the temporaries removed: the same
+command resumes)."""
+import os
 import sys
+import warnings
 
 from ..device import DEVICES, use_gpu
 from ..targets import TARGETS, TEMPORAL_MODES, format_targets, plan, target_settings
 
 
 def run_command(run, args):
+    """Run ``run(args)`` with Ctrl-C and SIGTERM stopping at the next safe point, and
+    turn the outcome into an exit code and one message."""
+    from ..bake.loop import LatentCropWarning
+    from ..bake.stop import Stopped, exit_code, signal_name, stop_on_signals
+
+    shown = warnings.showwarning
+
+    def show_note(message, category, filename, lineno, file=None, line=None):
+        if issubclass(category, LatentCropWarning):   # a note, not a warning's trace
+            print(f"note: {message}", file=sys.stderr)
+        else:
+            shown(message, category, filename, lineno, file, line)
+
     try:
-        return run(args)
-    except KeyboardInterrupt:
-        print(f"\ninterrupted: every file in {args.out} is whole; rerun the same command "
-              "to resume", file=sys.stderr)
-        return 130
+        with stop_on_signals():
+            warnings.showwarning = show_note
+            try:
+                return run(args)
+            finally:
+                warnings.showwarning = shown
+    except KeyboardInterrupt as exc:
+        _remove_temporaries(getattr(args, "out", None))
+        how = (f"stopped by {signal_name(exc.signum)}" if isinstance(exc, Stopped)
+               else "interrupted")
+        print(f"\n{how}: every file in {args.out} is whole; rerun the same command to "
+              "resume", file=sys.stderr)
+        return exit_code(exc)
     except ValueError as exc:  # bad input, bad output folder, mismatched bake
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:  # disk full, permissions changed mid-way...
+        _remove_temporaries(getattr(args, "out", None))
         where = f" ({exc.filename})" if exc.filename else ""
         print(f"error: {exc.strerror or exc}{where}", file=sys.stderr)
         return 1
+
+
+def _remove_temporaries(out):
+    """Clear what a stopped write left (each write removes its own; this is the net)."""
+    from ..bake.files import remove_stale_temporaries
+    try:
+        if out and os.path.isdir(out):
+            remove_stale_temporaries(out)
+    except OSError:
+        pass
+
+
+def check_memory(args, shape, channels, *, source="flow", texture_size=None, xp=None):
+    """The memory check before reading or hashing the inputs at length (the bake loop
+    checks again before its first write): ``--max-memory`` and the free memory."""
+    from ..bake import memory
+    max_memory = None if args.max_memory is None else memory.parse_size(args.max_memory)
+    gpu = xp is not None and getattr(xp, "__name__", "") == "cupy"
+    memory.check_memory(memory.estimate_bake_memory(
+        shape, channels, source=source, method=args.method, gpu=gpu,
+        texture_size=texture_size), max_memory)
+    return max_memory
 
 
 def add_bake_options(parser):
@@ -48,7 +96,12 @@ def add_run_options(parser):
     parser.add_argument("--preview", action="store_true",
                         help="also write preview_XXXX.png (channels 0-2 as colour)")
     parser.add_argument("--no-resume", action="store_true",
-                        help="discard an earlier bake in DIR instead of resuming it")
+                        help="remove every file of an earlier bake in DIR (frames, "
+                             "previews, sidecars, latents, targets' files) and start afresh")
+    parser.add_argument("--max-memory", default=None, metavar="SIZE",
+                        help="refuse to start when the bake's estimated peak memory is "
+                             "more than SIZE (bytes, or with K, M, G: 8G); a bake that "
+                             "would not fit the free memory is always refused")
     add_device_option(parser)
     parser.add_argument("-q", "--quiet", action="store_true",
                         help="no progress bar or summary")

@@ -11,8 +11,8 @@ Writes frames 0..T to DIR (DESIGN.md 9).
     python -m cupy_core surface MESH_SEQUENCE --camera CAMERA.json --out DIR [...]
 
 bakes surface noise from a mesh sequence (``cupy_core/surface/cli.py``).
-Exit codes: 0 done, 2 bad input or output folder, 1 other error (disk full...),
-130 interrupted (rerun to resume).
+Exit codes: 0 done, 2 bad input or output folder (nothing written), 1 other error
+(disk full...), 130 interrupted by Ctrl-C, 143 by SIGTERM (rerun to resume).
 """
 import argparse
 import sys
@@ -20,8 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .common import (add_bake_options, add_run_options, array_module_for, listed_targets,
-                     print_summary, resolve_target, run_command)
+from .common import (add_bake_options, add_run_options, array_module_for, check_memory,
+                     listed_targets, print_summary, resolve_target, run_command)
 
 NPY_MAGIC = b"\x93NUMPY"
 # --preview animates at most this many frames (a GIF of thousands would be unwatchable).
@@ -77,7 +77,8 @@ def load_flows(path):
         raise UsageError(f"flow file {str(path)!r} has dtype {flows.dtype}, expected a "
                          "float type (float32 or float64)")
     if flows.shape[1] < 1 or flows.shape[2] < 1:
-        raise UsageError(f"flow file {str(path)!r} has empty frames (shape {flows.shape})")
+        raise UsageError(f"flow file {str(path)!r} has empty frames of 0 pixels (shape "
+                         f"{flows.shape}): its frames must be at least 1x1")
     for t in range(flows.shape[0]):  # frame by frame: the file may be larger than memory
         if np.isinf(flows[t]).any():
             raise UsageError(f"flow file {str(path)!r} has infinite values in flow {t} "
@@ -105,21 +106,27 @@ def _run(args):
         raise UsageError(f"--latent-factor {latent_factor} is larger than the "
                          f"{flows.shape[1]}x{flows.shape[2]} frames")
     xp = array_module_for(args.device)
+    max_memory = check_memory(args, flows.shape[1:3], channels, xp=xp)
 
+    from ..bake.fingerprint import hash_file
     source = {"flows": str(Path(args.flows).resolve()),
               "flow": "forward (negated)" if args.forward else "backward"}
+    inputs = {"flows": hash_file(args.flows)}
     result = bake_flow_sequence(
         flow_positions(flows, forward=args.forward), args.out,
         method=args.method, seed=args.seed, channels=channels,
         latent_factor=latent_factor, at="centers", shape=flows.shape[1:3], source=source,
         progress=not args.quiet, preview=args.preview, resume=not args.no_resume, xp=xp,
-        target=target)
+        target=target, inputs=inputs, max_memory=max_memory)
     if args.preview:   # the animated side-by-side, the slice picture, the flicker figure
         from ..conventions import forward_to_backward
         from ..preview import preview_bake
         shown = preview_bake(result.out_dir, flows=flows if not args.forward else
                              forward_to_backward(np.asarray(flows[:PREVIEW_FRAMES])),
                              max_frames=PREVIEW_FRAMES)
+        from ..bake.loop import record_written
+        record_written(result.out_dir, [p for p in (shown.gif, shown.slices,
+                                                    shown.flicker_json) if p is not None])
         if not args.quiet:
             print("\n".join(shown.lines))
     if not args.quiet:

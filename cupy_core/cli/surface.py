@@ -10,8 +10,8 @@ import argparse
 from pathlib import Path
 
 from ..bake.loop import LazyFrames
-from .common import (add_bake_options, add_run_options, array_module_for, listed_targets,
-                     print_summary, resolve_target, run_command)
+from .common import (add_bake_options, add_run_options, array_module_for, check_memory,
+                     listed_targets, print_summary, resolve_target, run_command)
 
 
 def build_parser():
@@ -54,17 +54,27 @@ def run(args):
     if background not in rules:
         raise ValueError(f"--background for --source {args.source} must be one of "
                          f"{', '.join(rules)}, got {background!r}")
+    from ..bake.fingerprint import hash_file, hash_files
+    from ..bake.sequences import has_frame_pattern, pattern_files
+
+    if has_frame_pattern(args.meshes):   # two files of one frame: refused, naming them
+        pattern_files(args.meshes, what="mesh sequence")
     seq = load_mesh_sequence(args.meshes)
     cams = load_cameras(args.camera, len(seq))
     shape = cams[0].shape
     target, channels, latent_factor = resolve_target(args, len(seq), shape[0], shape[1])
     xp = array_module_for(args.device)
-    source = {"meshes": [str(Path(f).resolve()) for f in sequence_files(args.meshes)],
+    max_memory = check_memory(args, shape, channels, xp=xp,
+                              source="surface" if args.source == "surface" else "flow",
+                              texture_size=args.texture_size)
+    mesh_files = sequence_files(args.meshes)
+    source = {"meshes": [str(Path(f).resolve()) for f in mesh_files],
               "camera": str(Path(args.camera).resolve()), "route": "trimesh rays"}
+    inputs = {"meshes": hash_files(mesh_files), "camera": hash_file(args.camera)}
     common = dict(shape=shape, method=args.method, seed=args.seed, channels=channels,
                   latent_factor=latent_factor, source=source, target=target,
                   progress=not args.quiet, preview=args.preview,
-                  resume=not args.no_resume, xp=xp)
+                  resume=not args.no_resume, xp=xp, inputs=inputs, max_memory=max_memory)
     if args.source == "surface":
         if seq[0][1].uv is None:
             raise ValueError(f"mesh {sequence_files(args.meshes)[0]!r} has no UVs (the "

@@ -17,12 +17,14 @@ __all__ = ["bake_surface_sequence", "bake_geometry_sequence"]
 def bake_surface_sequence(uv_maps, out_dir, *, shape, frame_count, texture_size, tiles=1,
                           method="grid", seed=0, channels=4, latent_factor=1,
                           first_frame=0, background="fresh", source=None, progress=True,
-                          preview=False, resume=True, xp=None, on_frame=None, target=None):
+                          preview=False, resume=True, xp=None, on_frame=None, target=None,
+                          inputs=None, sidecars=(), max_memory=None):
     """Bake surface noise. ``uv_maps[i]`` (a sequence, computed when asked) is frame
     ``first_frame + i``'s ``(corners (H+1, W+1, 2), valid (H, W))`` from
     ``maps.uv_positions`` (or the ray-casting twin); the texture is
     ``texture_noise(texture_size, channels, seed=seed, tiles=tiles)``. ``on_frame``
-    and ``target`` as in ``cupy_core.bake.loop.bake_chain``."""
+    ``target``, ``inputs``, ``sidecars`` and ``max_memory`` as in
+    ``cupy_core.bake.loop.bake_chain``."""
     if background not in BACKGROUND_RULES:
         raise ValueError(f"background must be one of {BACKGROUND_RULES}, got {background!r}")
     if method not in ("grid", "particle"):
@@ -46,13 +48,14 @@ def bake_surface_sequence(uv_maps, out_dir, *, shape, frame_count, texture_size,
                        channels=channels, latent_factor=latent_factor,
                        first_frame=first_frame, source=source, params=params,
                        progress=progress, preview=preview, resume=resume, xp=xp,
-                       on_frame=on_frame, target=target)
+                       on_frame=on_frame, target=target, inputs=inputs,
+                       sidecars=sidecars, max_memory=max_memory)
 
 
 def bake_geometry_sequence(positions, out_dir, *, shape, method="grid", seed=0, channels=4,
                            latent_factor=1, first_frame=0, source=None, progress=True,
                            preview=False, resume=True, xp=None, on_frame=None,
-                           target=None):
+                           target=None, inputs=None, sidecars=(), max_memory=None):
     """Bake screen-space noise chained through ``positions[t]`` (frame
     ``first_frame + t + 1``'s backward map at pixel corners, ``(H+1, W+1, 2)``, from
     ``maps.geometry_positions``); ``on_frame`` and ``target`` as in
@@ -61,4 +64,5 @@ def bake_geometry_sequence(positions, out_dir, *, shape, method="grid", seed=0, 
                               channels=channels, latent_factor=latent_factor, at="corners",
                               shape=shape, first_frame=first_frame, source=source,
                               progress=progress, preview=preview, resume=resume, xp=xp,
-                              on_frame=on_frame, target=target)
+                              on_frame=on_frame, target=target, inputs=inputs,
+                       sidecars=sidecars, max_memory=max_memory)

@@ -20,17 +20,23 @@ __all__ = ["bake_volume_sequence"]
 
 def bake_volume_sequence(positions, out_dir, *, shape, method="grid", seed=0, channels=4,
                          latent_factor=1, first_frame=0, source=None, resume=True, xp=None,
-                         on_frame=None, warp_options=None):
+                         on_frame=None, warp_options=None, inputs=None, sidecars=(),
+                         max_memory=None):
     """Bake ``len(positions) + 1`` frames; ``positions[t]`` is the ``(D+1, H+1, W+1, 3)``
     backward map (voxel corners, ``(x, y, z)``) making frame ``first_frame + t + 1``,
     asked for only when that frame is baked. ``shape`` is ``(D, H, W)``. The frame loop,
-    resume and files are ``cupy_core.bake.loop``'s."""
+    resume and files are ``cupy_core.bake.loop``'s; ``inputs`` (the velocity files'
+    fingerprint: ``cupy_core.bake.fingerprint.hash_files``), ``sidecars`` (``("vdb",)``)
+    and ``max_memory`` as in ``bake_chain``."""
     import cupy_core
 
     xp = np if xp is None else xp
     shape = tuple(int(n) for n in shape)
-    if len(shape) != 3 or min(shape) < 1:
+    if len(shape) != 3:
         raise ValueError(f"shape must be (D, H, W), got {shape}")
+    if min(shape) < 1:
+        raise ValueError(f"the volume is {'x'.join(map(str, shape))} voxels: the domain "
+                         "object has no size: use a mesh box with a size as the domain")
     channels, latent_factor, first_frame = int(channels), int(latent_factor), int(first_frame)
     if channels < 1:
         raise ValueError(f"channels must be >= 1, got {channels}")
@@ -61,4 +67,5 @@ def bake_volume_sequence(positions, out_dir, *, shape, method="grid", seed=0, ch
     return bake_chain(produce, out_dir, params=params, frame_count=count + 1,
                       first_frame=first_frame, noise_shape=shape + (channels,),
                       latent_factor=latent_factor, progress=False, resume=resume, xp=xp,
-                      on_frame=on_frame)
+                      on_frame=on_frame, inputs=inputs, sidecars=sidecars,
+                      max_memory=max_memory)

@@ -47,7 +47,8 @@ from ..conventions import pixel_corners
 
 __all__ = ["Domain", "VelocityGrid", "VolumeInputError", "corner_points", "affine_positions",
            "rigid_positions", "object_positions", "backtrace_positions",
-           "load_velocity_frame", "velocity_sequence", "trilinear", "VELOCITY_PREFIX"]
+           "load_velocity_frame", "velocity_sequence", "check_velocity_files", "trilinear",
+           "VELOCITY_PREFIX"]
 
 VELOCITY_PREFIX = "velocity"
 
@@ -108,7 +109,10 @@ class Domain:
         bmax = np.asarray(bmax, np.float64)
         ext = bmax - bmin
         if bmin.shape != (3,) or not np.isfinite(ext).all() or (ext <= 0).any():
-            raise VolumeInputError(f"the domain box must have positive size, got {bmin} .. {bmax}")
+            flat = "" if bmin.shape != (3,) or not np.isfinite(ext).all() else (
+                " (0 along " + ", ".join("xyz"[i] for i in range(3) if ext[i] <= 0) + ")")
+            raise VolumeInputError(f"the domain object has no size{flat}: use a mesh box "
+                                   f"with a size as the domain (the box must have positive size, got {bmin} .. {bmax})")
         res = int(resolution)
         if res < 1:
             raise VolumeInputError(f"domain resolution must be >= 1, got {resolution}")
@@ -312,17 +316,65 @@ def load_velocity_frame(path, shape=None):
     return data
 
 
-def velocity_sequence(path, frames):
+_VDB_MAGIC = 0x56444220   # OpenVDB files start with this int32 (" BDV" little-endian)
+
+
+def check_velocity_files(files, shape=None):
+    """Open and check every file of a velocity sequence (``{frame: file}``, as
+    ``velocity_sequence`` gives) before the first frame is baked, so that a bad file
+    stops the bake before anything is written and not at its frame: ``.npy`` files by
+    their header and size (shape ``(D, H, W, 3)``, float, ``shape`` when given) and
+    values (finite), frame by frame memory-mapped; ``.vdb`` files by their magic
+    number (their grids are read by OpenVDB, in the add-on). Returns ``files``."""
+    for frame, path in files.items():
+        path = str(path)
+        if not os.path.isfile(path):
+            raise VolumeInputError(f"velocity file {path!r} (frame {frame}) does not exist")
+        if path.endswith(".vdb"):
+            try:
+                with open(path, "rb") as f:
+                    head = f.read(8)
+            except OSError as exc:
+                raise VolumeInputError(f"cannot read velocity file {path!r}: "
+                                       f"{exc.strerror or exc}") from None
+            if len(head) < 8 or int.from_bytes(head[:4], "little") != _VDB_MAGIC:
+                raise VolumeInputError(f"velocity file {path!r} (frame {frame}) is not an "
+                                       "OpenVDB file (damaged or of another kind)")
+            continue
+        try:
+            data = np.load(path, mmap_mode="r", allow_pickle=False)
+        except (OSError, ValueError, EOFError) as exc:
+            raise VolumeInputError(f"velocity file {path!r} (frame {frame}) is damaged or "
+                                   f"not a .npy array: {exc}") from None
+        if data.ndim != 4 or data.shape[-1] != 3 or data.dtype.kind != "f":
+            raise VolumeInputError(f"velocity file {path!r} (frame {frame}) is {data.dtype} "
+                                   f"{data.shape}; expected float (D, H, W, 3): (vx, vy, vz) "
+                                   "at each voxel centre")
+        if shape is not None and tuple(data.shape[:3]) != tuple(shape):
+            raise VolumeInputError(f"velocity file {path!r} (frame {frame}) is "
+                                   f"{data.shape[:3]} voxels (D, H, W); the domain is "
+                                   f"{tuple(shape)}")
+        for k in range(data.shape[0]):
+            if not np.isfinite(data[k]).all():
+                raise VolumeInputError(f"velocity file {path!r} (frame {frame}) has "
+                                       "non-finite values")
+    return files
+
+
+def velocity_sequence(path, frames, *, check=False, shape=None):
     """``{frame: file}`` for a velocity sequence: ``path`` is a folder of
     ``velocity_XXXX.npy`` or ``velocity_XXXX.vdb`` (frame number, zero-padded to 4; a
     ``.npy`` wins over a ``.vdb`` of the same frame) or a pattern with # (the frame
     number zero-padded to the count of #). Every frame of ``frames`` must have a file;
-    otherwise ``VolumeInputError`` lists the missing ones."""
+    otherwise ``VolumeInputError`` lists the missing ones; two files of one frame
+    number are refused. ``check``: also open and check every file now
+    (``check_velocity_files``, with ``shape`` the domain's (D, H, W) if given)."""
     path = str(path)
     if not path:
         raise VolumeInputError("no velocity sequence given (a folder of velocity_XXXX.npy "
                                "or .vdb, or a path with #)")
-    return sequence_files(path, frames, what="velocity sequence",
-                          name_pattern=VELOCITY_PREFIX + r"_(-?\d+)\.(?:npy|vdb)",
-                          order=lambda name: (name.endswith(".npy"), name),
-                          error=VolumeInputError)
+    files = sequence_files(path, frames, what="velocity sequence",
+                           name_pattern=VELOCITY_PREFIX + r"_(-?\d+)\.(?:npy|vdb)",
+                           order=lambda name: (name.endswith(".npy"), name),
+                           error=VolumeInputError)
+    return check_velocity_files(files, shape) if check else files
