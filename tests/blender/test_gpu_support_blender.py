@@ -14,7 +14,7 @@ from blender_addon import gpu_support as G
 from conftest import ROOT
 
 _spec = importlib.util.spec_from_file_location(
-    "_gpu_support_tests", os.path.join(ROOT, "tests", "test_gpu_support.py"))
+    "_gpu_support_tests", os.path.join(ROOT, "tests", "blender_addon", "test_gpu_support.py"))
 _T = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(_T)
 
