@@ -16,11 +16,15 @@ volume: --domain NAME [--motion-object NAME --follow all|inside | --velocity DIR
 GPU support (what the preferences' buttons do; no .blend needed):
 --install-gpu-support [--wheels DIR] | --remove-gpu-support
 
-Prints progress; exit codes: 0 done, 2 bad input (the message says what), 1 other
-errors, 130 interrupted (rerun the same command to resume).
+Prints progress; exit codes: 0 done, 2 bad input (one ``error:`` line says what), 1
+other errors (a full disk: one ``error:`` line naming the folder), 130 interrupted by
+Ctrl-C (SIGINT), 143 stopped by SIGTERM (``timeout``, SLURM, ``docker stop``): the bake
+stops at the next safe point, removes its temporary files, and the same command
+resumes it.
 """
 import argparse
 import os
+import signal
 import sys
 import time
 
@@ -100,6 +104,40 @@ def build_parser(prog):
     p.add_argument("--no-resume", action="store_true",
                    help="discard an earlier bake in DIR instead of resuming it")
     return p
+
+
+def frames_joined(argv):
+    """``--frames -3-1`` as ``--frames=-3-1``: argparse takes a value that starts with
+    "-" for an option."""
+    out, i = [], 0
+    while i < len(argv):
+        if argv[i] == "--frames" and i + 1 < len(argv):
+            out.append(f"--frames={argv[i + 1]}")
+            i += 2
+        else:
+            out.append(argv[i])
+            i += 1
+    return out
+
+
+def one_line(text):
+    return " ".join(str(text).split())
+
+
+class Terminated(BaseException):
+    """SIGTERM outside the bake (while the .blend loads)."""
+
+
+def open_blend(bpy, path, error):
+    """Open ``path``; a missing, damaged or foreign file is ``error`` naming it."""
+    if not os.path.isfile(path):
+        raise error(f"blend file {path!r} not found")
+    try:
+        bpy.ops.wm.open_mainfile(filepath=os.path.abspath(path))
+    except RuntimeError as exc:
+        said = one_line(exc).replace("Error: ", "")
+        raise error(f"cannot open the blend file {path!r}: it is damaged (truncated?) or "
+                    f"not a .blend ({said})") from None
 
 
 def parse_frames(text):
@@ -260,7 +298,7 @@ def main(argv=None, blend_file=None):
             print("error: give the .blend file first", file=sys.stderr)
             return 2
         blend_file, argv = argv[0], argv[1:]
-    args = parser.parse_args(argv)
+    args = parser.parse_args(frames_joined(argv))
     try:
         import bpy
     except ImportError as exc:
@@ -273,13 +311,17 @@ def main(argv=None, blend_file=None):
     bake = import_module(addon.__name__ + ".bake")
     settings_module = import_module(addon.__name__ + ".settings")
 
+    old_handlers = {}     # until the bake's own (bake.stops), and back after it
+    for sig, handler in ((signal.SIGTERM, _terminated), (signal.SIGINT, _interrupted)):
+        try:
+            old_handlers[sig] = signal.signal(sig, handler)
+        except (ValueError, OSError, AttributeError):
+            pass
     try:
         settings = settings_from_flags(settings_module, args)
         settings.check(HEADLESS_WORDS)      # the flags' own words, before the .blend loads
         if blend_file is not None:
-            if not os.path.isfile(blend_file):
-                raise bake.BakeError(f"blend file {blend_file!r} not found")
-            bpy.ops.wm.open_mainfile(filepath=os.path.abspath(blend_file))
+            open_blend(bpy, blend_file, bake.BakeError)
         t0 = time.monotonic()
 
         def progress(done, total, frame):
@@ -287,25 +329,80 @@ def main(argv=None, blend_file=None):
                   f"({time.monotonic() - t0:.1f} s)", flush=True)
 
         result = bake.run_bake(bpy.context.scene, settings, progress=progress)
-    except KeyboardInterrupt:
-        print(f"\ninterrupted: every file in {args.out} is whole; rerun to resume",
+    except bake.BakeInterrupted as exc:
+        print(f"\ninterrupted by {exc}", file=sys.stderr, flush=True)
+        return exc.exit_code
+    except (KeyboardInterrupt, Terminated) as exc:
+        code = 143 if isinstance(exc, Terminated) else 130
+        print(f"\ninterrupted by {'SIGTERM' if code == 143 else 'Ctrl-C (SIGINT)'}: every "
+              f"file in {args.out} is whole; rerun the same command to resume",
               file=sys.stderr)
-        return 130
+        return code
     except (bake.BakeError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {one_line(exc)}", file=sys.stderr)
         return 2
     except OSError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {one_line(exc)}", file=sys.stderr)
         return 1
+    finally:
+        for sig, handler in old_handlers.items():   # as a script: record the late ones
+            signal.signal(sig, handler if _LATE is None else _record)
     kept = f" ({result.resumed_frames} resumed)" if result.resumed_frames else ""
     print(f"[noise] wrote {len(result.frames)} frames{kept} of {result.noise_shape} noise, "
           f"latents {result.latents_shape}, to {result.out_dir}", flush=True)
     return 0
 
 
-if __name__ == "__main__":
-    code = main()
+_LATE = None       # run_as_script: stop signals that arrive after the bake
+
+
+def _terminated(signum, frame):
+    raise Terminated()
+
+
+def _interrupted(signum, frame):
+    raise KeyboardInterrupt()
+
+
+def _record(signum, frame):
+    _LATE.append(signum)
+
+
+def run_as_script():
+    """``main()``, with SIGINT and SIGTERM handled everywhere: before the bake they
+    raise (exit 130 / 143, nothing written), during it ``bake.stops`` stops it at a
+    safe point, after it they are recorded (exit 130 / 143 with a message), and while
+    the process shuts down (the bake complete) they are ignored rather than killing
+    it mid-exit."""
+    global _LATE
+    _LATE = []
+    old = {}
+    for sig, handler in ((signal.SIGTERM, _terminated), (signal.SIGINT, _interrupted)):
+        try:
+            old[sig] = signal.signal(sig, handler)
+        except (ValueError, OSError):
+            pass
+    try:
+        code = main()
+    except (KeyboardInterrupt, Terminated) as exc:
+        code = 143 if isinstance(exc, Terminated) else 130
+        print(f"\ninterrupted by {'SIGTERM' if code == 143 else 'Ctrl-C (SIGINT)'} before "
+              "the bake started; nothing was written", file=sys.stderr)
+    for sig in old:
+        signal.signal(sig, _record)
     sys.stdout.flush()
+    if _LATE and not code:
+        name = "Ctrl-C (SIGINT)" if _LATE[0] == signal.SIGINT else "SIGTERM"
+        print(f"interrupted by {name} as the bake ended: every file is whole (a rerun "
+              "finds the bake complete)", file=sys.stderr)
+        code = 128 + _LATE[0]
     sys.stderr.flush()
+    for sig in old:   # ignored while the interpreter and Blender shut down (a stop
+        signal.signal(sig, signal.SIG_IGN)   # then would kill it mid-exit: exit -2/-15)
+    return code
+
+
+if __name__ == "__main__":
+    code = run_as_script()
     if code:
         sys.exit(code)

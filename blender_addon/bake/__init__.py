@@ -3,9 +3,11 @@ and headless.py alike: ``run_bake(scene, settings)``.
 
 1. ``settings.BakeSettings.for_scene``: the frame range and defaults filled in, every
    setting checked (``BakeError`` naming the first that cannot work);
-2. ``context.BakeContext.start``: the output folder (``//`` resolved, checked
-   writable), the array module (``cupy_core.device``: NumPy, or CuPy on the GPU),
-   progress, cancel and the main-thread caller;
+2. ``context.BakeContext.start``: the frames, the render size and the target checked,
+   the array module (``cupy_core.device``: NumPy, or CuPy on the GPU), progress,
+   cancel, stop signals (``stops``: SIGINT and SIGTERM recorded, acted on at the next
+   safe point) and the main-thread caller; nothing is written yet: each source checks
+   its input, then ``BakeContext.open_output`` makes the output folder;
 3. the source's module (``vectors``: "vectors" and "exr"; ``meshes``: "surface" and
    "geometry"; ``volume``) reads the scene through ``readers`` and changes it only
    through ``scene_changes`` (renders, frames, probes: all undone on the way out),
@@ -15,6 +17,8 @@ and headless.py alike: ``run_bake(scene, settings)``.
 4. the loop writes ``noise_XXXX.npy`` (+ previews), ``latents.npy`` and ``bake.json``
    atomically, and calls ``BakeContext.on_frame`` for every frame on disk: the extra
    outputs (``outputs``: EXR, VDB, from the noise in hand), progress, cancel;
+   Temporary folders (``scratch``) are locked while in use and removed however the
+   bake ends; those of killed bakes are removed by the next bake;
 5. with the preview on, ``outputs.PreviewRecorder`` has kept the backward maps and
    renders of the frames; ``cupy_core.preview`` writes the animated side-by-side
    (scene, warped, fixed, fresh), the slice picture and the flicker figures;
@@ -24,13 +28,15 @@ and headless.py alike: ``run_bake(scene, settings)``.
 from cupy_core.bake.files import OutputError
 from cupy_core.volume import VolumeInputError
 
-from ..errors import BakeCancelled, BakeError
+from ..errors import BakeCancelled, BakeError, BakeInterrupted, DiskFullError, disk_full
 from ..settings import BakeSettings
-from . import meshes, vectors, volume
+from . import meshes, scratch, vectors, volume
 from .context import BakeContext
+from .stops import StopSignals
 from .outputs import PreviewRecorder, load_preview, load_volume_sequence
 
-__all__ = ["run_bake", "BakeSettings", "BakeError", "BakeCancelled"]
+__all__ = ["run_bake", "BakeSettings", "BakeError", "BakeCancelled", "BakeInterrupted",
+           "DiskFullError"]
 
 SOURCE_BAKES = {"vectors": vectors.bake, "exr": vectors.bake, "surface": meshes.bake,
                 "geometry": meshes.bake, "volume": volume.bake}
@@ -42,23 +48,38 @@ def run_bake(scene, settings, *, progress=None, cancelled=None, main=None, log=p
     and as each frame is on disk; ``cancelled()`` returning True stops the bake after
     that frame (``BakeCancelled``; every file is whole, a rerun resumes); ``main(fn)``
     runs Blender calls on the main thread (the modal operator's worker); ``log`` prints
-    notes. Bad input is a ``BakeError`` naming it."""
+    notes. Bad input is a ``BakeError`` naming it; a full disk a ``DiskFullError``
+    naming the folder; SIGINT or SIGTERM (on the main thread) stop the bake at the
+    next safe point with ``BakeInterrupted`` (every file whole, a rerun resumes)."""
+    with StopSignals() as stops:
+        return _run_bake(scene, settings, progress, cancelled, main, log, stops)
+
+
+def _run_bake(scene, settings, progress, cancelled, main, log, stops):
     ctx = BakeContext.start(scene, settings, progress=progress, cancelled=cancelled,
-                            main=main, log=log)
+                            main=main, log=log, stops=stops)
     s = ctx.settings
-    if s.preview and s.source != "volume":
-        ctx.recorder = PreviewRecorder(s.frame_start, ctx.total)
+    scratch.remove_leftovers(log=log)
     try:
+        if s.preview and s.source != "volume":
+            ctx.recorder = PreviewRecorder(s.frame_start, ctx.total)
         result = SOURCE_BAKES[s.source](ctx)
+        ctx.check_stop()
         if ctx.recorder is not None:     # the animated side-by-side and the flicker figures
             ctx.recorder.write(ctx.out_dir, log)
-    except BakeError:
+    except (BakeError, BakeCancelled, DiskFullError):
         raise
-    except (OutputError, VolumeInputError, ValueError) as exc:  # the core's input checks
-        raise BakeError(str(exc)) from None
+    except (OutputError, VolumeInputError, ValueError, OSError) as exc:
+        full = disk_full(exc, "output folder", ctx.out_dir)
+        if full is not None:
+            raise full from None
+        if isinstance(exc, OSError):
+            raise
+        raise BakeError(str(exc)) from None                # the core's input checks
     finally:
         if ctx.recorder is not None:
             ctx.recorder.close()
+    ctx.check_stop()
     first, count = result.frames[0], len(result.frames)
     result.image = ctx.call(lambda: load_preview(ctx.out_dir, first)) \
         if s.preview and s.source != "volume" else None

@@ -9,6 +9,11 @@ from cupy_core.device import GpuUnavailableError, array_module
 
 from ..errors import BakeCancelled, BakeError
 from ..paths import abs_folder
+from .stops import StopSignals
+
+# Blender's frame limits (MINAFRAME, MAXFRAME)
+MIN_FRAME, MAX_FRAME = -1048574, 1048574
+SCREEN_SOURCES = ("vectors", "surface", "geometry")
 
 
 @dataclasses.dataclass
@@ -27,20 +32,48 @@ class BakeContext:
     main: object = None
     log: object = print
     recorder: object = None          # outputs.PreviewRecorder with the preview on
+    stops: object = None             # stops.StopSignals (SIGINT, SIGTERM)
+    last_done: int = None            # the last frame on disk (for the messages)
 
     @classmethod
     def start(cls, scene, settings, **hooks):
+        """Check the settings against the scene; nothing is written (the output folder
+        is made by ``open_output``, after the source's own checks)."""
         s = settings.for_scene(scene)
+        check_frames(scene, s, hooks.get("log") or print)
+        if s.source in SCREEN_SOURCES:
+            check_render_size(scene)
         check_target(scene, s)
         out_dir = abs_folder(s.out_dir)
         try:
-            cio.check_output_dir(out_dir)
             xp = array_module(s.device)
-        except cio.OutputError as exc:
-            raise BakeError(str(exc)) from None
         except GpuUnavailableError as exc:
             raise BakeError(f"{exc}; or use CPU / Auto") from None
+        hooks.setdefault("stops", StopSignals())
         return cls(scene, s, out_dir, xp, **hooks)
+
+    def open_output(self):
+        """The output folder, created and checked writable: call it after every check
+        of the input, just before the core loop (a refused bake writes nothing)."""
+        self.check_stop()
+        try:
+            cio.check_output_dir(self.out_dir)
+        except cio.OutputError as exc:
+            raise BakeError(str(exc)) from None
+
+    def check_stop(self, esc=False):
+        """A safe point: raise ``BakeInterrupted`` if SIGINT or SIGTERM arrived (and,
+        with ``esc``, ``BakeCancelled`` if the UI's Esc was pressed)."""
+        if self.stops is not None and self.stops.requested:
+            self.stops.check(self._stopped_words())
+        if esc and self.cancelled is not None and self.cancelled():
+            raise BakeCancelled(self._stopped_words("bake cancelled"))
+
+    def _stopped_words(self, head="stopped"):
+        done = (f"after frame {self.last_done}" if self.last_done is not None
+                else "before the first frame")
+        return (f"{head} {done}; every file in {self.out_dir} is whole: rerun the same "
+                "bake to resume")
 
     @property
     def frames(self):
@@ -80,11 +113,33 @@ class BakeContext:
         def hook(frame, noise):
             for output in outputs:
                 output(frame, noise)
+            self.last_done = frame
             self.report(frame - first + 1, frame)
-            if frame < last and self.cancelled is not None and self.cancelled():
-                raise BakeCancelled(f"bake cancelled after frame {frame}; rerun to resume")
+            self.check_stop(esc=frame < last)
 
         return hook
+
+
+def check_frames(scene, s, log):
+    """Frames Blender cannot set are refused; frames outside the scene's range are
+    baked as asked, with a note."""
+    for f in (s.frame_start, s.frame_end):
+        if not MIN_FRAME <= f <= MAX_FRAME:
+            raise BakeError(f"frame {f} is outside Blender's frames ({MIN_FRAME} to "
+                            f"{MAX_FRAME})")
+    if s.frame_start < scene.frame_start or s.frame_end > scene.frame_end:
+        log(f"[noise] note: the frames {s.frame_start}-{s.frame_end} reach outside the "
+            f"scene's range {scene.frame_start}-{scene.frame_end} (Output properties > "
+            "Frame Range); baking them as asked")
+
+
+def check_render_size(scene):
+    from ..readers.vectors import render_size
+    h, w = render_size(scene)
+    for n, what in ((w, "wide"), (h, "high")):
+        if n < 1:
+            raise BakeError(f"the render is 0 pixels {what} (Output properties > "
+                            "Resolution: its size times its %)")
 
 
 def check_target(scene, s):

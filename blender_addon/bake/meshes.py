@@ -42,6 +42,8 @@ def bake(ctx):
         def at(frame):
             """``(mesh, camera)`` of ``frame`` (the last three kept)."""
             if frame not in cache:
+                ctx.check_stop(esc=True)
+
                 def grab():
                     goto(frame)
                     return scene_mesh(scene, obs)[0], scene_camera(scene, w, h)
@@ -58,12 +60,19 @@ def bake(ctx):
                       first_frame=s.frame_start, source=source, progress=False,
                       preview=s.preview, resume=s.resume, xp=ctx.xp,
                       on_frame=ctx.on_frame(*outputs), target=s.target_choice())
+        def check_uv(mesh):
+            if mesh.uv is None or not np.isfinite(mesh.uv).any():
+                raise BakeError("the surface source needs meshes with a UV map")
+
+        if s.source == "surface":
+            check_uv(at(s.frame_start)[0])     # before anything is written
+        ctx.open_output()
         ctx.report(0, s.frame_start)
         if s.source == "surface":
             def uv_map(i):
+                ctx.check_stop(esc=True)
                 mesh, cam = at(s.frame_start + i)
-                if mesh.uv is None or not np.isfinite(mesh.uv).any():
-                    raise BakeError("the surface source needs meshes with a UV map")
+                check_uv(mesh)
                 return uv_positions(mesh, cam, int(s.texture_size))
 
             return bake_surface_sequence(
@@ -72,6 +81,7 @@ def bake(ctx):
                 background=SURFACE_BACKGROUND[s.background], **common)
 
         def positions(t):
+            ctx.check_stop(esc=True)
             frame = s.frame_start + t + 1
             prev_mesh, prev_cam = at(frame - 1)
             mesh, cam = at(frame)

@@ -5,15 +5,14 @@ an image sequence; ``load_volume_sequence``: the VDB files as a Volume object), 
 ``PreviewRecorder``: the backward maps and renders a bake computes, kept on disk for
 ``cupy_core.preview``'s animated side-by-side and flicker figures."""
 import os
-import shutil
-import tempfile
 
 import numpy as np
 
 from cupy_core.bake import files as cio
 
 from .. import vdb as V
-from ..errors import BakeError
+from ..errors import BakeError, disk_full
+from .scratch import ScratchFolder
 
 
 def write_noise_exr(path, noise):
@@ -112,17 +111,27 @@ class PreviewRecorder:
 
     def __init__(self, first_frame, count):
         self.first, self.count = int(first_frame), int(count)
-        self.folder = tempfile.mkdtemp(prefix="cupy_noise_preview_")
+        self._scratch = ScratchFolder("preview")
+        self.folder = self._scratch.path
         self.maps, self.renders = set(), set()
+
+    def _save(self, name, array):
+        try:
+            np.save(os.path.join(self.folder, name), array)
+        except OSError as exc:
+            full = disk_full(exc, "temporary folder", self.folder)
+            if full is not None:
+                raise full from None
+            raise
 
     def keep_positions(self, t, positions):
         """The backward map of transition t (frame first + t + 1 -> first + t)."""
-        np.save(os.path.join(self.folder, f"map_{t}.npy"), np.asarray(positions, np.float32))
+        self._save(f"map_{t}.npy", np.asarray(positions, np.float32))
         self.maps.add(t)
 
     def keep_render(self, frame, image):
         if image is not None:
-            np.save(os.path.join(self.folder, f"render_{frame}.npy"), image)
+            self._save(f"render_{frame}.npy", image)
             self.renders.add(frame)
 
     def _loaded(self, name, keys):
@@ -150,4 +159,4 @@ class PreviewRecorder:
         return shown
 
     def close(self):
-        shutil.rmtree(self.folder, ignore_errors=True)
+        self._scratch.close()

@@ -127,11 +127,30 @@ class VectorRenderer:
         path = os.path.join(self.folder, f"frame_{frame:06d}.exr")
         scene.render.filepath = path
         h, w = render_size(scene)
-        result = bpy.ops.render.render(write_still=True, scene=scene.name,
-                                       layer=self.view_layer.name)
+        try:
+            result = bpy.ops.render.render(write_still=True, scene=scene.name,
+                                           layer=self.view_layer.name)
+        except RuntimeError as exc:     # Blender 5.0: "Error writing render result"
+            raise self.failure(frame, path, " ".join(str(exc).split())) from None
         if "FINISHED" not in result or not os.path.isfile(path):
-            raise BakeError(f"rendering frame {frame} failed (no {path!r} written)")
+            raise self.failure(frame, path, f"no {path!r} written")
         return path, camera_matrices(scene, scene.camera, w, h)
+
+    def render_bytes(self):
+        """About how many bytes one render file takes at most (Combined, Vector and
+        Depth, 32-bit float, uncompressed)."""
+        h, w = render_size(self.scene)
+        return h * w * (4 + 4 + 1) * 4 + 65536
+
+    def failure(self, frame, path, detail):
+        """The error for a render that wrote no whole file: a full disk (little space
+        left in the folder), else what Blender said."""
+        from .scratch import DiskFull, free_bytes
+        free = free_bytes(self.folder)
+        if free is not None and free < self.render_bytes():
+            return DiskFull(self.folder)
+        return BakeError(f"rendering frame {frame} failed ({detail}); see Blender's "
+                         "messages above")
 
     def restore(self):
         errors = self.settings.restore()

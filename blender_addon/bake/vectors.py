@@ -3,9 +3,19 @@ sample, into a temporary folder) and "exr" (an EXR sequence already rendered wit
 them): the passes of frames f-1 and f and the cameras make frame f's backward
 positions at pixel centres (``cupy_core.vector_pass``: disocclusion, background
 rules), computed only when the loop asks, so a resumed bake renders only the frames
-it still needs (and the one before)."""
-import shutil
-import tempfile
+it still needs (and the one before).
+
+Before anything is written: "vectors" checks the camera, motion blur and the pixel
+aspect; "exr" opens every file of the sequence (readable and whole, one file per
+frame, the Vector pass, the Depth pass where the background rule needs it, one size).
+Each render is read as soon as it is written and its file deleted, so the temporary
+folder (``scratch.ScratchFolder``, removed however the bake ends) holds at most the
+render in progress; a render that wrote no whole file is a full disk where the folder
+has no room left (``DiskFullError`` naming it). SIGINT, SIGTERM and Esc are checked
+before every render and every frame's map (``BakeContext.check_stop``).
+"""
+import os
+import re
 
 from cupy_core.bake.loop import LazyFrames, bake_flow_sequence
 from cupy_core.bake.sequences import sequence_files
@@ -13,11 +23,22 @@ from cupy_core.vector_pass import backward_positions
 
 from ..errors import BakeError
 from ..paths import abspath
-from ..readers.vectors import (camera_matrices, read_combined_exr, read_vector_exr,
-                               render_size)
+from ..readers.vectors import (DamagedExrError, PassError, camera_matrices,
+                               read_combined_exr, read_exr_channels, read_vector_exr,
+                               pixel_aspect, render_size)
 from .context import check_camera, check_motion_blur
 from .outputs import exr_writer
 from .scene_changes import VectorRenderer, kept_frame
+from .scratch import ScratchFolder
+
+# A frame number at the end of a file name: "-" is its sign only right after a
+# separator (render_-001.exr is frame -1, render-0001.exr frame 1).
+EXR_NAME = r"(?i)(?:|.*[_.\s-](?=-)|.*[_.\s-]|.*\D)(-?\d+)\.exr"
+# What each background rule reads from the Depth pass (settings.BACKGROUND_RULES).
+RULES_NEEDING_DEPTH = {"camera": "tells the background by its depth and moves it with "
+                                 "the camera", "fresh": "tells the background by its depth"}
+RULE_WORDS = {"camera": "camera (At Infinity)", "vectors": "vectors (As Rendered)",
+              "fresh": "fresh"}
 
 
 def exr_files(path, frames):
@@ -25,8 +46,54 @@ def exr_files(path, frames):
     whose .exr files end in frame numbers."""
     if not path:
         raise BakeError("source 'exr' needs an EXR sequence (a folder or a path with #)")
-    return sequence_files(abspath(path), frames, what="EXR sequence",
-                          name_pattern=r"(?i).*?(-?\d+)\.exr", error=BakeError)
+    path = abspath(path)
+    if os.path.isdir(path):          # two files for one frame: which one is meant?
+        seen, wanted = {}, set(frames)
+        for name in sorted(os.listdir(path)):
+            m = re.fullmatch(EXR_NAME, name)
+            if m and int(m.group(1)) in wanted:
+                f = int(m.group(1))
+                if f in seen:
+                    raise BakeError(f"EXR sequence {path!r} has two files for frame {f}: "
+                                    f"{seen[f]!r} and {name!r}; keep one")
+                seen[f] = name
+    return sequence_files(path, frames, what="EXR sequence", name_pattern=EXR_NAME,
+                          error=BakeError)
+
+
+def check_exr_sequence(files, background, log=print):
+    """Open every file of the sequence before the first frame: readable and whole, the
+    Vector pass, the Depth pass where ``background`` needs it, one size. Returns
+    ``(H, W)``."""
+    shape, first = None, None
+    for frame, path in files.items():
+        ch = read_exr_channels(path)
+        vec, depth = read_vector_exr(path, ch)
+        if depth is None and background in RULES_NEEDING_DEPTH:
+            raise PassError(
+                f"EXR file {path!r} has no Depth pass, which the background rule "
+                f"{RULE_WORDS[background]} needs (it {RULES_NEEDING_DEPTH[background]}): "
+                "render the sequence with the Z (Depth) pass on, or choose the background "
+                f"rule {RULE_WORDS['vectors']}, which needs no Depth")
+        if shape is None:
+            shape, first = vec.shape[:2], path
+        elif vec.shape[:2] != shape:
+            raise BakeError(f"EXR file {path!r} is {vec.shape[1]}x{vec.shape[0]}, "
+                            f"{first!r} is {shape[1]}x{shape[0]}: one size for the sequence")
+    return tuple(shape)
+
+
+def check_pixel_aspect(scene):
+    """Blender 5.0's multilayer EXR writer fails on non-square pixels ("Conflicting
+    attributes ... pixelAspectRatio"): refused before rendering, in words."""
+    import bpy
+    ax, ay = pixel_aspect(scene)
+    if ax != ay and bpy.app.version >= (5, 0, 0):
+        raise BakeError(
+            f"the render's pixel aspect is {ax:g}:{ay:g} (Output properties > Format > "
+            f"Aspect): Blender {bpy.app.version_string} cannot write the Vector and "
+            "Depth passes of a render with non-square pixels to the EXR file the bake "
+            "reads; set Aspect X and Y to the same value for the bake")
 
 
 def render_view_layer(scene):
@@ -43,19 +110,26 @@ def bake(ctx):
     if s.source == "vectors":
         check_camera(scene)
         check_motion_blur(scene)
+        check_pixel_aspect(scene)
         shape = render_size(scene)
         source = {"kind": "blender vectors", "scene": scene.name,
                   "camera": scene.camera.name, "background": s.background}
     else:
         check_motion_blur(scene)
+        if s.background == "camera" and scene.camera is None:
+            raise BakeError(f"the background rule {RULE_WORDS['camera']} moves the "
+                            "background with the camera the sequence was rendered "
+                            f"through: set Scene > Camera, or choose {RULE_WORDS['vectors']}"
+                            f" or {RULE_WORDS['fresh']}")
         files = exr_files(s.exr_path, ctx.frames)
-        shape = read_vector_exr(files[s.frame_start])[0].shape[:2]
+        shape = check_exr_sequence(files, s.background, ctx.log)
         source = {"kind": "blender exr", "path": s.exr_path, "background": s.background}
-    tmp = tempfile.mkdtemp(prefix="cupy_noise_render_")
+    ctx.open_output()
+    tmp = ScratchFolder("render") if s.source == "vectors" else None
     try:
         if s.source == "vectors":
             layer = ctx.call(lambda: render_view_layer(scene))
-            change = VectorRenderer(scene, layer, tmp)
+            change = VectorRenderer(scene, layer, tmp.path)
         else:
             change = kept_frame(scene)
         with ctx.scene_change(change) as changed:
@@ -64,21 +138,36 @@ def bake(ctx):
                     return changed.render(frame)
             else:
                 def passes_at(frame):
-                    def camera():
-                        if scene.camera is None:
-                            return None
-                        changed(frame)
-                        return camera_matrices(scene, scene.camera, shape[1], shape[0])
-                    return files[frame], camera()
+                    changed(frame)
+                    cam = scene.camera
+                    return files[frame], (None if cam is None else
+                                          camera_matrices(scene, cam, shape[1], shape[0]))
 
             cache = {}
 
+            def read(frame, path):
+                try:
+                    ch = read_exr_channels(path)
+                except DamagedExrError as exc:
+                    if s.source == "vectors":   # the render's file: a full disk?
+                        raise changed.failure(frame, path, str(exc)) from None
+                    raise
+                vec, depth = read_vector_exr(path, ch)
+                if ctx.recorder is not None:
+                    ctx.recorder.keep_render(frame, read_combined_exr(path, ch))
+                return vec, depth
+
             def passes(frame):
                 if frame not in cache:
+                    ctx.check_stop(esc=True)
+                    if s.source == "vectors":
+                        ctx.log(f"[noise] rendering frame {frame}")
                     path, cam = ctx.call(lambda: passes_at(frame))
-                    vec, depth = read_vector_exr(path)
-                    if ctx.recorder is not None:
-                        ctx.recorder.keep_render(frame, read_combined_exr(path))
+                    try:
+                        vec, depth = read(frame, path)
+                    finally:
+                        if s.source == "vectors" and os.path.exists(path):
+                            os.remove(path)     # read: only the arrays are kept
                     if vec.shape[:2] != tuple(shape):
                         raise BakeError(f"frame {frame}: the Vector pass is "
                                         f"{vec.shape[1]}x{vec.shape[0]}, the bake is "
@@ -86,9 +175,11 @@ def bake(ctx):
                     for old in [k for k in cache if k < frame - 1]:
                         del cache[old]
                     cache[frame] = (vec, depth, cam)
+                    ctx.check_stop(esc=True)
                 return cache[frame]
 
             def positions(t):
+                ctx.check_stop(esc=True)
                 frame = s.frame_start + t + 1
                 vec, depth, cam = passes(frame)
                 vec_p, depth_p, cam_p = passes(frame - 1)
@@ -109,4 +200,5 @@ def bake(ctx):
                 on_frame=ctx.on_frame(*outputs),
                 target=s.target_choice())
     finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        if tmp is not None:
+            tmp.close()

@@ -73,6 +73,7 @@ def bake(ctx):
         def read_scene():
             grids, dom_boxes, mats, boxes = {}, {}, {}, {}
             for f in frames:
+                ctx.check_stop(esc=True)
                 goto(f)
                 grids[f] = R.domain_grid(dom_ob, s.resolution)
                 dom_boxes[f] = (R.local_box(dom_ob), R.matrix_world(dom_ob))
@@ -121,10 +122,12 @@ def bake(ctx):
                   "substeps": int(s.substeps), "vdb": write_vdb, "vdb_note": note,
                   "deformers": [ob.name for ob in movers if R.is_deformer(ob)],
                   "fluid": layout}
+        ctx.open_output()
         ctx.report(0, frames[0])
         probes_change = deformation_probes(scene, movers, frames[0], int(s.probe_cells))
         with ctx.scene_change(probes_change) as probes:
             def positions(t):
+                ctx.check_stop(esc=True)
                 f = frames[t + 1]
                 now, prev = grids[f], grids[f - 1]
                 try:

@@ -18,6 +18,17 @@ class PassError(BakeError):
     """A render or an EXR lacks a pass the bake needs; the message names it."""
 
 
+class DamagedExrError(PassError):
+    """An EXR file that cannot be read whole (truncated: a render or a copy cut short,
+    a full disk; or corrupt); the message names the file."""
+
+
+def _damaged(path, detail):
+    size = os.path.getsize(path) if os.path.isfile(path) else 0
+    return DamagedExrError(f"EXR file {path!r} is damaged (truncated or corrupt, "
+                           f"{size} bytes): {detail}; render or copy it again")
+
+
 # --------------------------------------------------------------------------- EXR files
 
 def _oiio():
@@ -53,11 +64,24 @@ def read_exr_channels(path):
         OpenEXR = None
     if OpenEXR is not None:
         try:
-            with OpenEXR.File(path, separate_channels=True) as f:
-                return {k: np.array(v.pixels, dtype=np.float32)
-                        for part in f.parts for k, v in part.channels.items()}
+            with OpenEXR.File(path, header_only=True) as f:
+                declared = [c.name for part in f.parts
+                            for c in (part.header.get("channels") or [])]
         except Exception as exc:
-            raise PassError(f"cannot read EXR file {path!r}: {exc}") from None
+            raise _damaged(path, f"its header cannot be read ({exc})") from None
+        try:
+            # OpenEXR reads a truncated file's header and leaves out the pixels it
+            # cannot read (a warning, no exception): compare with the header's list.
+            with OpenEXR.File(path, separate_channels=True) as f:
+                channels = {k: np.array(v.pixels, dtype=np.float32)
+                            for part in f.parts for k, v in part.channels.items()}
+        except Exception as exc:
+            raise _damaged(path, f"its pixels cannot be read ({exc})") from None
+        missing = [n for n in declared if n not in channels]
+        if missing or not channels:
+            raise _damaged(path, f"its header lists {len(declared)} channels, "
+                                 f"{len(declared) - len(missing)} could be read")
+        return channels
     oiio = _oiio()
     if oiio is None:
         raise PassError("reading EXR files needs the OpenEXR Python module "
@@ -65,12 +89,14 @@ def read_exr_channels(path):
     channels = {}
     inp = oiio.ImageInput.open(path)
     if inp is None:
-        raise PassError(f"cannot read EXR file {path!r}: {oiio.geterror()}")
+        raise _damaged(path, f"it cannot be opened ({oiio.geterror()})")
     try:
         sub = 0
         while inp.seek_subimage(sub, 0):
             spec = inp.spec()
             data = inp.read_image(0, spec.nchannels, "float")
+            if data is None:
+                raise _damaged(path, f"its pixels cannot be read ({inp.geterror()})")
             for c, name in enumerate(spec.channelnames):
                 channels[name] = np.array(data[:, :, c], dtype=np.float32)
             sub += 1
@@ -98,19 +124,21 @@ def find_pass(channels, pass_name, components, path="render"):
                     f"Render it with the {pass_name} pass on (View Layer properties)")
 
 
-def read_combined_exr(path):
+def read_combined_exr(path, channels=None):
     """The Combined (beauty) pass of a multilayer EXR as an 8-bit sRGB-ish image
     ``(H, W, 3)`` for looking at, or None where the file has none."""
     try:
-        rgb = find_pass(read_exr_channels(path), "Combined", ("R", "G", "B"), repr(str(path)))
+        ch = read_exr_channels(path) if channels is None else channels
+        rgb = find_pass(ch, "Combined", ("R", "G", "B"), repr(str(path)))
     except PassError:
         return None
     return (np.clip(np.nan_to_num(rgb), 0.0, 1.0) ** (1 / 2.2) * 255 + 0.5).astype(np.uint8)
 
 
-def read_vector_exr(path):
-    """``(vector (H, W, 4), depth (H, W) or None)`` from a multilayer EXR."""
-    ch = read_exr_channels(path)
+def read_vector_exr(path, channels=None):
+    """``(vector (H, W, 4), depth (H, W) or None)`` from a multilayer EXR (or from its
+    ``channels``, already read)."""
+    ch = read_exr_channels(path) if channels is None else channels
     vector = find_pass(ch, "Vector", ("X", "Y", "Z", "W"), repr(str(path)))
     try:
         depth = find_pass(ch, "Depth", ("Z",), repr(str(path)))[..., 0]
@@ -120,6 +148,12 @@ def read_vector_exr(path):
 
 
 # --------------------------------------------------------------------------- cameras
+
+def pixel_aspect(scene):
+    """``(x, y)`` of the render's pixel aspect (Output properties > Format > Aspect)."""
+    r = scene.render
+    return float(r.pixel_aspect_x), float(r.pixel_aspect_y)
+
 
 def render_size(scene):
     """``(H, W)`` of the scene's render (resolution times its percentage)."""

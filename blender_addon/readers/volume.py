@@ -61,6 +61,10 @@ def domain_grid(ob, resolution):
     if ob.type not in {"MESH", "VOLUME", "EMPTY"} and not hasattr(ob, "bound_box"):
         raise BakeError(f"domain {ob.name!r} ({ob.type}) has no bounding box")
     bmin, bmax = local_box(ob)
+    if ob.type == "EMPTY" or not (np.asarray(bmax) - np.asarray(bmin) > 0).all():
+        kind = "an Empty" if ob.type == "EMPTY" else f"a {ob.type.lower()} without volume"
+        raise BakeError(f"the domain object {ob.name} has no size ({kind}): use a mesh "
+                        "box (Add > Mesh > Cube, scaled to the region) as the domain")
     try:
         # Blender's fluid domain scales the box by Object.scale (parents ignored).
         return Domain.from_box(bmin, bmax, int(resolution), matrix_world(ob),

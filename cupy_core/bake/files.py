@@ -29,6 +29,11 @@ __all__ = [
 
 LATENTS_NAME = "latents.npy"
 BAKE_JSON_NAME = "bake.json"
+# The previews of a bake (cupy_core.preview writes them, the loop removes them with
+# the bake they belong to).
+GIF_NAME = "comparison.gif"
+SLICES_NAME = "space_time.png"
+FLICKER_NAME = "flicker.json"
 BAKE_FORMAT = "cupy_core.bake"
 BAKE_FORMAT_VERSION = 1
 

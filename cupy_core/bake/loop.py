@@ -173,8 +173,8 @@ def _frame_kinds(sidecars=()):
 def bake_file_names():
     """The names of the files a bake (and its previews) writes once per bake, besides
     bake.json: latents, the targets' files, the animated previews."""
-    from ..preview import FLICKER_NAME, GIF_NAME, SLICES_NAME
-    return (files.LATENTS_NAME, *output_names(), GIF_NAME, SLICES_NAME, FLICKER_NAME)
+    return (files.LATENTS_NAME, *output_names(), files.GIF_NAME, files.SLICES_NAME,
+            files.FLICKER_NAME)
 
 
 def _check_sidecars(sidecars):

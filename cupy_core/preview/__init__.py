@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..bake.files import FLICKER_NAME, GIF_NAME, SLICES_NAME
 from .animation import make_layout, panel_shapes, render_frames, write_gif
 from .flicker import (FlickerStat, backward_sample, flicker_table, format_flicker,
                       warping_error)
@@ -32,9 +33,6 @@ __all__ = ["preview_bake", "preview_sequences", "PreviewResult", "motion_regions
            "slice_picture", "space_time", "auto_line", "GIF_NAME", "SLICES_NAME",
            "FLICKER_NAME", "FLICKER_MEANING"]
 
-GIF_NAME = "comparison.gif"
-SLICES_NAME = "space_time.png"
-FLICKER_NAME = "flicker.json"
 FLICKER_MEANING = ("flicker = mean over pixels visible in both frames of (frame t - frame "
                    "t-1 moved by the scene's motion)^2: 0 = moves with the scene, 2 = "
                    "unrelated noise")
