@@ -2,6 +2,31 @@
 import bpy
 
 
+def memory_line(scene, s):
+    """The bake's estimated peak memory against the memory free now, in words (the
+    bake itself refuses, before the first frame, what would not fit)."""
+    from cupy_core.bake.memory import available_memory, estimate_bake_memory, format_size
+    from cupy_core.targets import get_profile
+
+    from .readers.vectors import render_size
+    try:
+        channels = s.channels
+        if s.source != "volume" and s.target != "none":
+            channels = get_profile(s.target).channels
+        if s.source == "volume":
+            n = int(s.volume_resolution)
+            est = estimate_bake_memory((n, n, n), channels, source="volume", method=s.method)
+        else:
+            est = estimate_bake_memory(render_size(scene), channels, method=s.method,
+                                       source="surface" if s.source == "surface" else "flow",
+                                       texture_size=int(s.texture_size))
+        free = available_memory()
+    except (ValueError, OSError) as exc:
+        return f"Memory: no estimate ({exc})"
+    return (f"Memory: about {format_size(est.peak)}"
+            + (f" of {format_size(free)} free" if free else ""))
+
+
 class CUPYNOISE_PT_bake(bpy.types.Panel):
     bl_label = "Warped Noise"
     bl_space_type = "PROPERTIES"
@@ -62,6 +87,9 @@ class CUPYNOISE_PT_bake(bpy.types.Panel):
         else:
             layout.prop(s, "channels")
             layout.prop(s, "volume_latent_factor" if volume else "latent_factor")
+        row = layout.row()
+        row.active = False
+        row.label(text=memory_line(context.scene, s), icon="MEMORY")
         layout.prop(s, "out_dir")
         layout.prop(s, "device")
         info = device_info()

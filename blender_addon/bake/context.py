@@ -2,6 +2,7 @@
 the output folder, the array module, progress, cancel, the main-thread caller) and
 its ``on_frame`` hook for cupy_core's frame loop."""
 import contextlib
+import os
 import dataclasses
 
 from cupy_core.bake import files as cio
@@ -99,6 +100,34 @@ class BakeContext:
                 raise
         else:
             self.call(lambda: change.__exit__(None, None, None))
+
+    def inputs(self, **more):
+        """What decides this bake's noise, for bake.json (a resume whose inputs changed
+        is refused, naming what): the saved .blend's content, the scene's evaluated
+        motion at every frame (``readers.geometry.motion_signature``: unsaved edits
+        count too), and ``more`` (files the source reads)."""
+        import bpy
+
+        from cupy_core.bake.fingerprint import hash_file
+
+        from ..readers.geometry import motion_signature
+        from .scene_changes import kept_frame
+
+        def motion():
+            with kept_frame(self.scene) as goto:
+                signatures = {}
+                for frame in self.frames:
+                    goto(frame)
+                    signatures[str(frame)] = motion_signature(
+                        self.scene, bpy.context.evaluated_depsgraph_get())
+                    self.check_stop()
+                return signatures
+
+        blend = bpy.data.filepath
+        found = {"blend": hash_file(blend) if blend and os.path.isfile(blend) else None,
+                 "motion": self.call(motion)}
+        found.update(more)
+        return found
 
     def report(self, done, frame):
         if self.progress is not None:

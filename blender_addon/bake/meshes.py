@@ -59,13 +59,15 @@ def bake(ctx):
                       channels=int(s.channels), latent_factor=int(s.latent_factor),
                       first_frame=s.frame_start, source=source, progress=False,
                       preview=s.preview, resume=s.resume, xp=ctx.xp,
-                      on_frame=ctx.on_frame(*outputs), target=s.target_choice())
+                      on_frame=ctx.on_frame(*outputs), target=s.target_choice(),
+                      sidecars=("exr",) if s.exr else ())
         def check_uv(mesh):
             if mesh.uv is None or not np.isfinite(mesh.uv).any():
                 raise BakeError("the surface source needs meshes with a UV map")
 
         if s.source == "surface":
             check_uv(at(s.frame_start)[0])     # before anything is written
+        common["inputs"] = ctx.inputs()      # a resume after an edit is refused
         ctx.open_output()
         ctx.report(0, s.frame_start)
         if s.source == "surface":

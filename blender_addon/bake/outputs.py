@@ -9,6 +9,7 @@ import os
 import numpy as np
 
 from cupy_core.bake import files as cio
+from cupy_core.bake.loop import record_written
 
 from .. import vdb as V
 from ..errors import BakeError, disk_full
@@ -156,6 +157,8 @@ class PreviewRecorder:
             return None
         for line in shown.lines:
             log(f"[noise] {line}")
+        # bake.json lists them, so that a --no-resume bake removes them with the rest.
+        record_written(out_dir, [p for p in (shown.gif, shown.slices, shown.flicker_json) if p])
         return shown
 
     def close(self):

@@ -17,6 +17,7 @@ before every render and every frame's map (``BakeContext.check_stop``).
 import os
 import re
 
+from cupy_core.bake.fingerprint import hash_files
 from cupy_core.bake.loop import LazyFrames, bake_flow_sequence
 from cupy_core.bake.sequences import sequence_files
 from cupy_core.vector_pass import backward_positions
@@ -124,6 +125,8 @@ def bake(ctx):
         files = exr_files(s.exr_path, ctx.frames)
         shape = check_exr_sequence(files, s.background, ctx.log)
         source = {"kind": "blender exr", "path": s.exr_path, "background": s.background}
+    # What decides the noise, so that a resume after an edit is refused, not spliced.
+    inputs = ctx.inputs(**({"exr": hash_files(files)} if s.source == "exr" else {}))
     ctx.open_output()
     tmp = ScratchFolder("render") if s.source == "vectors" else None
     try:
@@ -197,8 +200,8 @@ def bake(ctx):
                 latent_factor=int(s.latent_factor), at="centers", shape=shape,
                 first_frame=s.frame_start, source=source, progress=False,
                 preview=s.preview, resume=s.resume, xp=ctx.xp,
-                on_frame=ctx.on_frame(*outputs),
-                target=s.target_choice())
+                on_frame=ctx.on_frame(*outputs), target=s.target_choice(),
+                inputs=inputs, sidecars=("exr",) if s.exr else ())
     finally:
         if tmp is not None:
             tmp.close()

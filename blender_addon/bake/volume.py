@@ -23,6 +23,7 @@ and, where the openvdb module exists (bpy 4.5 and 5.0), ``noise_XXXX.vdb`` (grid
 ``noise_0``..; the ``on_frame`` hook). Every input frame is checked before the first
 frame is written.
 """
+from cupy_core.bake.fingerprint import hash_files
 from cupy_core.bake.loop import LazyFrames
 from cupy_core.volume import (VelocityGrid, VolumeInputError, backtrace_positions,
                               bake_volume_sequence, load_velocity_frame,
@@ -122,6 +123,10 @@ def bake(ctx):
                   "substeps": int(s.substeps), "vdb": write_vdb, "vdb_note": note,
                   "deformers": [ob.name for ob in movers if R.is_deformer(ob)],
                   "fluid": layout}
+        more = {"velocity": hash_files(vfiles)} if vfiles else {}
+        if cache:
+            more["fluid"] = hash_files(cache)
+        fingerprint = ctx.inputs(**more)     # a resume after an edit is refused
         ctx.open_output()
         ctx.report(0, frames[0])
         probes_change = deformation_probes(scene, movers, frames[0], int(s.probe_cells))
@@ -150,7 +155,8 @@ def bake(ctx):
                 LazyFrames(len(frames) - 1, positions), ctx.out_dir, shape=shape,
                 method=s.method, seed=int(s.seed), channels=int(s.channels),
                 latent_factor=int(s.latent_factor), first_frame=frames[0], source=source,
-                resume=s.resume, xp=ctx.xp, on_frame=ctx.on_frame(*outputs))
+                resume=s.resume, xp=ctx.xp, on_frame=ctx.on_frame(*outputs),
+                inputs=fingerprint, sidecars=("vdb",) if write_vdb else ())
     result.vdb = write_vdb
     result.vdb_note = note
     return result

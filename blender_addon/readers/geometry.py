@@ -81,3 +81,31 @@ def scene_camera(scene, width, height):
 
     from .vectors import camera_matrices
     return Camera(camera_matrices(scene, scene.camera, width, height), width, height)
+
+
+def motion_signature(scene, depsgraph):
+    """A fingerprint of what moves at the scene's current frame: every rendered object's
+    world matrix, the camera's lens, and each evaluated mesh's vertex positions (so an
+    edited animation, modifier or shape key is seen). Read only."""
+    import numpy as np
+
+    from cupy_core.bake.fingerprint import Hasher
+
+    h = Hasher()
+    cam = scene.camera
+    if cam is not None:
+        cam_e = cam.evaluated_get(depsgraph)
+        h.update_json([cam.name, getattr(cam_e.data, "lens", None),
+                       getattr(cam_e.data, "ortho_scale", None), getattr(cam_e.data, "type", None)])
+    for ob in sorted(scene.objects, key=lambda o: o.name):
+        if ob.hide_render and ob != cam:    # (visible_get is False in background mode)
+            continue
+        ob_e = ob.evaluated_get(depsgraph)
+        h.update_json([ob.name, ob.type])
+        h.update_array(np.array(ob_e.matrix_world, np.float64))
+        if ob.type == "MESH":
+            mesh = ob_e.data
+            co = np.empty(len(mesh.vertices) * 3, np.float32)
+            mesh.vertices.foreach_get("co", co)
+            h.update_array(co)
+    return h.hexdigest()

@@ -457,3 +457,48 @@ def test_rejected_input_writes_nothing(shift_blend, tmp_path, args, words):
     p = headless(shift_blend, "--out", out, "--device", "cpu", *args)
     assert_refused(p, words, out=out)
     assert not (tmp_path / "deep").exists()
+
+
+# --------------------------------------------------------------------------- stale files, changed scenes
+
+def test_no_resume_rewrites_every_sidecar(shift_scene, tmp_path):
+    """--no-resume after an EXR bake with another seed: every EXR holds the new
+    noise (they were kept as "already written" before), and bake.json records them."""
+    import OpenEXR
+
+    out = tmp_path / "o"
+    B.run_bake(shift_scene, B.BakeSettings(out_dir=str(out), latent_factor=4, exr=True,
+                                           preview=False, seed=0))
+    B.run_bake(shift_scene, B.BakeSettings(out_dir=str(out), latent_factor=4, exr=True,
+                                           preview=False, seed=1, resume=False))
+    for f in range(1, 6):
+        noise = np.load(out / f"noise_{f:04d}.npy")
+        with OpenEXR.File(str(out / f"noise_{f:04d}.exr")) as exr:
+            ch = exr.channels()           # R, G, B, A come back as one "RGBA" channel
+            first = ch["RGBA"].pixels[..., 0] if "RGBA" in ch else ch["R"].pixels
+        np.testing.assert_array_equal(first, noise[..., 0])
+    rec = json.loads((out / "bake.json").read_text())
+    assert rec["seed"] == 1 and "exr" in rec["sidecars"]
+
+
+def test_resume_after_the_animation_changed_is_refused(shift_scene, tmp_path):
+    """bake.json holds the scene's evaluated motion per frame: after the square's
+    animation is edited, the same settings no longer resume the old bake (its frames
+    would be spliced with the new motion) but say what changed; --no-resume bakes
+    afresh."""
+    out = tmp_path / "o"
+    settings = B.BakeSettings(out_dir=str(out), latent_factor=4, preview=False)
+    B.run_bake(shift_scene, settings)
+    rec = json.loads((out / "bake.json").read_text())
+    assert set(rec["inputs"]["motion"]) == {str(f) for f in range(1, 6)}
+    B.run_bake(shift_scene, settings)                      # unchanged: resumes, nothing new
+    square = bpy.data.objects["Square"]
+    shift_scene.frame_set(3)                               # a new key at frame 3
+    square.location.y += 0.25
+    square.keyframe_insert("location", frame=3)
+    shift_scene.frame_set(1)
+    with pytest.raises(BakeError, match="motion changed"):
+        B.run_bake(shift_scene, settings)
+    import dataclasses
+    res = B.run_bake(shift_scene, dataclasses.replace(settings, resume=False))
+    assert res.resumed_frames == 0

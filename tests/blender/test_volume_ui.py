@@ -252,13 +252,17 @@ def test_panel_shows_the_target_rule_and_hides_what_it_sets(shift_scene, tmp_pat
     labels = [x for x in log if x.startswith("label:")]
     assert any("4k+1 frames, e.g. 81" in x for x in labels), labels
     assert any("5 frames" in x for x in labels), labels
+    assert any(x.startswith("label:Memory: about") for x in labels), labels
     assert "channels" not in log and "latent_factor" not in log
     assert {"target", "temporal", "degradation"} <= set(log)
     st = s.to_settings(out_dir=str(tmp_path / "o"))
     assert st.channels is None and st.latent_factor is None and st.target == "wan"
     shift_scene.frame_end = 4                                     # 4 frames: not 4k+1
+    out_dir = s.out_dir
     s.out_dir = str(tmp_path / "o")
-    with pytest.raises(RuntimeError, match="1 or 5"):
-        bpy.ops.cupy_noise.bake()
-    assert not (tmp_path / "o").exists()
-    s.target = "none"
+    try:
+        with pytest.raises(RuntimeError, match="1 or 5"):
+            bpy.ops.cupy_noise.bake()
+        assert not (tmp_path / "o").exists()
+    finally:                  # the scene's settings as they were, for the next tests
+        s.target, s.out_dir = "none", out_dir
