@@ -99,7 +99,7 @@ def remove_stale_temporaries(folder, prefixes=("noise_", "preview_", "latents", 
 
 # --------------------------------------------------------------------------- atomic writes
 
-# Fault injection (tests/test_faults.py): when set, called as ``_write_hook("before",
+# Fault injection (tests/bake/test_faults.py): when set, called as ``_write_hook("before",
 # path)`` when an atomic write starts and ``_write_hook("after", path)`` once the file is
 # in place. None in normal use.
 _write_hook = None

@@ -2,7 +2,7 @@
 what is free, and a refusal in the user's terms before the first frame.
 
 The estimates are models fitted to measured peaks of the NumPy path (tracemalloc, the
-arrays NumPy allocates; ``tests/test_faults.py`` checks them against measured peaks):
+arrays NumPy allocates; ``tests/bake/test_faults.py`` checks them against measured peaks):
 
 * 2-D frames, chained (flows, geometry): 16 MB + 72 bytes per noise value (H*W*C) +
   280 bytes per pixel (white noise in float64, the warp's pieces, the positions);

@@ -10,7 +10,7 @@ import pytest
 
 import cupy_core
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 T, H, W, C = 3, 16, 16, 4
 
 

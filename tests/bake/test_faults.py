@@ -25,7 +25,7 @@ from cupy_core.bake import files as bake_files
 from cupy_core.bake import memory
 from cupy_core.bake.loop import BakeMismatchError, bake_flow_sequence, flow_positions
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 H, W, C, T = 8, 8, 2, 3
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork (POSIX)")
