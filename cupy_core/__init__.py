@@ -1,6 +1,6 @@
 """Infinite-resolution integral noise warping (Deng et al. 2024) on CPU and GPU.
 
-The public API of DESIGN.md 8, and nothing else.
+The public API of docs/DESIGN.md 8, and nothing else.
 """
 from .bake.latent import downsample
 from .warp import NoiseWarper, partition_record, warp

@@ -1,4 +1,4 @@
-"""The conventions of DESIGN.md 3, in one place: validation, corners and centres, flows.
+"""The conventions of docs/DESIGN.md 3, in one place: validation, corners and centres, flows.
 
 Arrays are ``(H, W, C)`` / ``(D, H, W, C)``; pixel ``(i, j)`` is the square
 ``x in [j, j+1], y in [i, i+1]`` (x right, y down, origin top-left); a deformation is a
@@ -127,7 +127,7 @@ def _pad_linear(d, axis, xp):
 
 
 def centers_to_corners(centers):
-    """Backward positions at corners from positions at centres (DESIGN.md 3).
+    """Backward positions at corners from positions at centres (docs/DESIGN.md 3).
 
     Each corner averages the displacements of the 2^d centres around it (NaN ones left
     out); the map is extended linearly past the border. A corner is NaN only when all

@@ -1,4 +1,4 @@
-"""A render's Vector and Depth passes -> backward positions (DESIGN.md 3: pixel
+"""A render's Vector and Depth passes -> backward positions (docs/DESIGN.md 3: pixel
 centres, x right, y down, origin top-left), with the disocclusion test and the
 background rules. No Blender import: ``blender_addon`` reads the passes (EXR files)
 and the cameras, this module decides what they mean.

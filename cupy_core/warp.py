@@ -1,4 +1,4 @@
-"""Backend dispatch: ``warp``, ``partition_record`` and ``NoiseWarper`` (DESIGN.md 8).
+"""Backend dispatch: ``warp``, ``partition_record`` and ``NoiseWarper`` (docs/DESIGN.md 8).
 
 A NumPy prior runs the CPU path (partition record + ``bridge_numpy``), a CuPy prior the
 GPU path (the same passes as kernels, geometry recomputed in each).
@@ -77,7 +77,7 @@ def warp(prior, positions, *, method="grid", seed=0, frame=0, at="corners", fact
     """Warp ``prior`` noise by the backward map ``positions``: float32 ``(H, W, C)``, or
     ``(D, H, W, C)`` for voxels (``positions`` then ``(x, y, z)``).
 
-    See DESIGN.md 8 for the conventions; NaN positions give fresh noise.
+    See docs/DESIGN.md 8 for the conventions; NaN positions give fresh noise.
     """
     return _warp(prior, positions, method=method, seed=seed, frame=frame, at=at,
                  factor=factor)
@@ -149,10 +149,10 @@ def warp_masked(prior, corners, valid, *, method="grid", seed=0, frame=0):
 
 
 def partition_record(positions, source_shape, *, method="grid", at="corners", factor=None):
-    """``(target, source, area)`` as NumPy int64, int64, float64 (DESIGN.md 4.1): flat
+    """``(target, source, area)`` as NumPy int64, int64, float64 (docs/DESIGN.md 4.1): flat
     row-major indices and overlap areas before any ``s > 1`` rescaling (particle:
     ``w / S_k``; upsample: ``n_k / N^2``, the share of source k's N x N sub-pixel centres
-    inside R_p, for which DESIGN.md 4.4 item 3 holds as it does for areas)."""
+    inside R_p, for which docs/DESIGN.md 4.4 item 3 holds as it does for areas)."""
     source_shape = tuple(int(s) for s in source_shape)
     dims = len(source_shape)
     if dims not in (2, 3) or min(source_shape) < 1:

@@ -1,4 +1,4 @@
-"""The warp itself: DESIGN.md 4.4 properties 1, 2, 3 and 6, NaN handling, bad input."""
+"""The warp itself: docs/DESIGN.md 4.4 properties 1, 2, 3 and 6, NaN handling, bad input."""
 import numpy as np
 import pytest
 from shapely.geometry import Polygon, box

@@ -1,4 +1,4 @@
-"""3-D (voxel) warping through the public API: DESIGN.md 4.4 properties 1-4 and 6 for
+"""3-D (voxel) warping through the public API: docs/DESIGN.md 4.4 properties 1-4 and 6 for
 the grid and particle variants, NaN handling, bad input, NoiseWarper."""
 import numpy as np
 import pytest

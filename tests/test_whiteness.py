@@ -1,4 +1,4 @@
-"""Whiteness of warped noise (DESIGN.md 4.4, property 4) and temporal coherence.
+"""Whiteness of warped noise (docs/DESIGN.md 4.4, property 4) and temporal coherence.
 
 Why every frame must be white, whatever the map: section 4.2 samples, for each
 source pixel k, pieces Z_i + a_i (X_k - T) that are unconditionally independent

@@ -1,1 +1,1 @@
-"""Scene readers: Blender data -> backward positions in DESIGN.md 3's convention."""
+"""Scene readers: Blender data -> backward positions in docs/DESIGN.md 3's convention."""

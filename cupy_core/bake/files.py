@@ -1,4 +1,4 @@
-"""Bake outputs (DESIGN.md 9): atomic writers, PNG previews, latents.npy, bake.json.
+"""Bake outputs (docs/DESIGN.md 9): atomic writers, PNG previews, latents.npy, bake.json.
 
 Every file is written to a temporary name in its final folder and then renamed with
 ``os.replace``, which is atomic on one file system: a reader, a crash or Ctrl-C sees
@@ -343,7 +343,7 @@ def assemble_latents(out_dir, frames, factor, *, prefix="noise", name=LATENTS_NA
     """Stack the frames ``noise_XXXX.npy`` of ``frames`` (frame numbers, in order) in
     ``out_dir`` into ``latents.npy``: ``(F, H // f, W // f, C)`` float32 (volumes:
     ``(F, D // f, H // f, W // f, C)``), each frame
-    passed through ``cupy_core.downsample(noise, factor)`` (DESIGN.md 7).
+    passed through ``cupy_core.downsample(noise, factor)`` (docs/DESIGN.md 7).
 
     The file is a memory map filled one frame at a time, so a long sequence never sits
     in memory at once, written under a temporary name and renamed when whole.

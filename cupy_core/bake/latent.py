@@ -1,4 +1,4 @@
-"""Downsampling white noise to latent resolution (DESIGN.md 7)."""
+"""Downsampling white noise to latent resolution (docs/DESIGN.md 7)."""
 import numpy as np
 
 from ..conventions import array_module

@@ -1,4 +1,4 @@
-"""The frame loop of a bake (DESIGN.md 9), shared by the command line and the Blender
+"""The frame loop of a bake (docs/DESIGN.md 9), shared by the command line and the Blender
 add-on: white noise for the first frame, then each frame warped from the one before,
 every frame written to disk as it is made, then ``latents.npy`` and ``bake.json``.
 
@@ -304,7 +304,7 @@ def bake_flow_sequence(positions, out_dir, *, method="grid", seed=0, channels=4,
     """Bake a warped-noise sequence into ``out_dir`` and return a ``BakeResult``.
 
     ``positions`` gives, for each transition t -> t + 1, the backward positions of
-    frame t + 1 in frame t's pixel coordinates (DESIGN.md 3): a ``(T, H, W, 2)`` array
+    frame t + 1 in frame t's pixel coordinates (docs/DESIGN.md 3): a ``(T, H, W, 2)`` array
     (``(T, H + 1, W + 1, 2)`` with ``at="corners"``), a sequence of ``(H, W, 2)``
     arrays, or an iterator of them. NaN positions give fresh noise.
 

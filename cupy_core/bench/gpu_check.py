@@ -9,7 +9,7 @@ its CuPy and NumPy:
 2. the GPU tests (``tests/methods/test_gpu.py``, ``tests/methods/test_gpu3d.py``: the CPU/GPU agreement,
    repeatability, long chains) with pytest, under a time cap;
 3. the GPU benchmark (``cupy_core.bench.run``'s measurement: CUDA events, the memory-pool
-   peak, the bandwidth floor of DESIGN.md 11) at 1024 x 1024 x 4 and 1920 x 1080 x 16
+   peak, the bandwidth floor of docs/DESIGN.md 11) at 1024 x 1024 x 4 and 1920 x 1080 x 16
    (grid, particle, upsample N = 4) and 128^3 x 4 (grid, particle).
 
 ``DIR/results.json`` (the machine, the tests, one record per configuration),
@@ -544,7 +544,7 @@ def render_section(state=None):
               "(`tests/methods/test_gpu.py`, `tests/methods/test_gpu3d.py`: the CPU/GPU agreement) and "
               "times grid, particle and upsample N = 4 at 1024 x 1024 x 4 and "
               "1920 x 1080 x 16, and grid and particle at 128^3 x 4, against the "
-              "bandwidth floor of DESIGN.md 11; it writes `DIR/results.json`, "
+              "bandwidth floor of docs/DESIGN.md 11; it writes `DIR/results.json`, "
               "`DIR/gpu-check.log` and `DIR/BENCHMARKS-gpu.md`. "
               "`python build.py gpu-check --render DIR` puts this section here.", "", END]
         return "\n".join(L) + "\n"
@@ -586,7 +586,7 @@ def render_section(state=None):
     L += ["**Speed.** One frame is one `cupy_core.warp` call (`cupy_core.bench.run.bench_map`'s "
           "input, on the device); the time is the median of the timed frames (CUDA events) "
           "after three untimed ones (compilation, warm-up, memory); peak memory is the CuPy memory pool's peak over one "
-          "frame. The floor is DESIGN.md 11's: (d + 2C) x 4 bytes per pixel (positions and "
+          "frame. The floor is docs/DESIGN.md 11's: (d + 2C) x 4 bytes per pixel (positions and "
           "prior in, noise out) at the device's peak bandwidth; `x floor` is the time over "
           "the floor, `% of peak` the floor's bytes per second achieved over the peak.", "",
           "| input | C | method | ms/frame | frames | floor ms | x floor | % of peak | "
@@ -620,7 +620,7 @@ def render_section(state=None):
         for c in missing:
             L.append(f"* {c}: not reached (the run stopped first)")
         L.append("")
-    L += ["Anchors (DESIGN.md 11, A100, 1024 x 1024): " + ", ".join(
+    L += ["Anchors (docs/DESIGN.md 11, A100, 1024 x 1024): " + ", ".join(
         f"{k} {v} ms" for k, v in bench.ANCHORS_GPU.items()) + ".", "",
         f"Reproduce: `{COMMAND} --out DIR` on the GPU machine, then "
         f"`{COMMAND} --render DIR` here.", "", END]

@@ -6,7 +6,7 @@
 FLOWS.npy is ``(T, H, W, 2)`` float: the backward flow ``(dx, dy)`` in pixels at pixel
 centres, x right and y down: pixel (i, j) of frame t + 1 came from
 ``(j + 0.5 + dx, i + 0.5 + dy)`` in frame t. NaN means "no source" (fresh noise).
-Writes frames 0..T to DIR (DESIGN.md 9).
+Writes frames 0..T to DIR (docs/DESIGN.md 9).
 
     python -m cupy_core surface MESH_SEQUENCE --camera CAMERA.json --out DIR [...]
 

@@ -15,7 +15,7 @@ pixel or more. Nearest sampling keeps the moved frame's variance at 1, so "unrel
 scores 2 whatever the sub-pixel part of the motion; bilinear sampling (``mode=
 "bilinear"``) smooths the moved frame, and unrelated noise then scores between 1 and 2.
 
-Backward positions follow DESIGN.md 3: ``positions[t]`` is ``(H, W, 2)``, for each pixel
+Backward positions follow docs/DESIGN.md 3: ``positions[t]`` is ``(H, W, 2)``, for each pixel
 centre of frame t + 1 the point ``(x, y)`` it came from in frame t (pixel (i, j) is the
 square x in [j, j + 1], y in [i, i + 1]); NaN = no source (disoccluded).
 """

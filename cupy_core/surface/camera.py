@@ -8,7 +8,7 @@ the image spans ``ndc.x, ndc.y in [-1, 1]`` with x right and **y up**, ``ndc.z``
 from -1 (near plane) to 1 (far plane), and ``h.w > 0`` in front of a perspective
 camera (``h.w`` is the view depth; 1 for an orthographic camera).
 
-Our pixel convention (DESIGN.md 3: x right, y down, origin at the top-left corner):
+Our pixel convention (docs/DESIGN.md 3: x right, y down, origin at the top-left corner):
 
     x = (ndc.x + 1) / 2 * W          y = (1 - ndc.y) / 2 * H
 

@@ -3,7 +3,7 @@ one frame. No Blender import: the add-on (``blender_addon/readers``) and the tri
 command line both feed ``Mesh`` and ``Camera`` objects in.
 
 * ``uv_positions``: for each pixel corner, the texture position of the surface seen
-  there (the screen-to-texture backward map, DESIGN.md 2 with the texture as the
+  there (the screen-to-texture backward map, docs/DESIGN.md 2 with the texture as the
   source grid and the screen as the target grid), and which pixels are wholly on one
   surface.
 * ``geometry_positions``: for each pixel corner, where the surface point seen there

@@ -10,7 +10,7 @@
 * ``bake``: the chained 3-D bake loop (atomic ``noise_XXXX.npy``, bake.json, resume,
   a per-frame hook for the add-on's OpenVDB writer).
 
-Conventions (DESIGN.md 3): a noise volume is ``(D, H, W, C)``; voxel ``(k, i, j)`` is
+Conventions (docs/DESIGN.md 3): a noise volume is ``(D, H, W, C)``; voxel ``(k, i, j)`` is
 the cube ``x in [j, j+1], y in [i, i+1], z in [k, k+1]`` of *voxel coordinates*
 ``(x, y, z)``. A domain's ``voxel_to_world`` (4x4, column vectors) maps voxel
 coordinates to world: ``world = A @ (x, y, z, 1)``. For a Blender box domain the

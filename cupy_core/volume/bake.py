@@ -1,4 +1,4 @@
-"""The chained 3-D bake (DESIGN.md 9 for volumes): frame ``first_frame`` is white
+"""The chained 3-D bake (docs/DESIGN.md 9 for volumes): frame ``first_frame`` is white
 noise ``(D, H, W, C)``, each later frame the warp of the one before by the backward
 positions at voxel corners. Files, each written atomically: ``noise_XXXX.npy``
 ``(D, H, W, C)`` float32 per frame, ``latents.npy`` ``(F, D//f, H//f, W//f, C)``, and

@@ -13,7 +13,7 @@ at the rest point found.
   exactly: the trilinear interpolant of affine samples is that affine map.
 * Where ``D_f`` has no pre-image inside the probe (material that came from outside the
   sampled region) or folds space so that Newton fails, the result is NaN: the warp
-  gives those voxels fresh noise (DESIGN.md 3).
+  gives those voxels fresh noise (docs/DESIGN.md 3).
 
 Rest grid: ``origin + spacing * (j, i, k)`` for the point ``[k, i, j]`` of a
 ``(nz, ny, nx)`` grid; samples are ``(nz, ny, nx, 3)`` world positions.

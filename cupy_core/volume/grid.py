@@ -6,7 +6,7 @@ Coordinates
 ``(k, i, j)`` (array index ``[k, i, j]``) is the cube ``[j, j+1] x [i, i+1] x
 [k, k+1]``; its corners are the integer points, its centre ``(j+.5, i+.5, k+.5)``.
 ``Domain.voxel_to_world`` is a 4x4 matrix (column vectors) with
-``world = A @ (x, y, z, 1)``. A backward map (DESIGN.md 3) gives, for each corner of
+``world = A @ (x, y, z, 1)``. A backward map (docs/DESIGN.md 3) gives, for each corner of
 frame f's grid, the voxel coordinates in frame f-1's grid the material came from:
 an array ``(D+1, H+1, W+1, 3)`` of ``(x, y, z)``, what ``cupy_core.warp(...,
 at="corners")`` takes. When the domain itself moves, frame f's corners are placed with

@@ -1,4 +1,4 @@
-"""Outputs (DESIGN.md 9): atomic writers, the hand-made PNG encoder, latents.npy."""
+"""Outputs (docs/DESIGN.md 9): atomic writers, the hand-made PNG encoder, latents.npy."""
 import io as _pyio
 import json
 import os

@@ -85,7 +85,7 @@ def test_gpu_path_on_emulated_cupy(monkeypatch):
 
 
 def test_floor_bytes_matches_design():
-    # DESIGN.md 11: 1024 x 1024 x 4 reads and writes about 40 MB
+    # docs/DESIGN.md 11: 1024 x 1024 x 4 reads and writes about 40 MB
     assert bench.floor_bytes((1024, 1024), 4) == (2 + 8) * 4 * 1024 * 1024
 
 

@@ -1,4 +1,4 @@
-"""CPU and GPU give the same noise for the same seed (DESIGN.md 4.4 property 6).
+"""CPU and GPU give the same noise for the same seed (docs/DESIGN.md 4.4 property 6).
 
 Runs on a machine with CuPy and a CUDA device; elsewhere each test is skipped with the
 reason printed (``pytest -rs``). tests/test_kernels_emulated.py runs the same kernels

@@ -1,4 +1,4 @@
-"""3-D (voxels): CPU and GPU give the same noise for the same seed (DESIGN.md 4.4
+"""3-D (voxels): CPU and GPU give the same noise for the same seed (docs/DESIGN.md 4.4
 property 6), on a machine with CuPy and a CUDA device; elsewhere each test is skipped
 with the reason printed (``pytest -rs``). tests/test_kernels_emulated_3d.py runs the
 same kernels through a host-side shim on every machine."""

@@ -1,5 +1,5 @@
 """The particle variant in 3-D (voxels): trilinear requests normalised per source voxel
-(DESIGN.md 4.1, 4.4 property 5), checked against the tent-function formula written
+(docs/DESIGN.md 4.1, 4.4 property 5), checked against the tent-function formula written
 independently here."""
 import numpy as np
 import pytest

@@ -1,6 +1,6 @@
-"""The Chang et al. upsampling baseline, method="upsample" (DESIGN.md 5; upsample.py).
+"""The Chang et al. upsampling baseline, method="upsample" (docs/DESIGN.md 5; upsample.py).
 
-Properties of DESIGN.md 4.4 as they hold for it: identity and integer translation
+Properties of docs/DESIGN.md 4.4 as they hold for it: identity and integer translation
 exact, conditional moments with the areas n_k / N^2, white single frames; the
 sub-pixel counts against an independent point-in-polygon test; and convergence of the
 carried correlation to the grid variant's (the infinite-resolution value) as N grows.
@@ -93,7 +93,7 @@ def test_tiling_counts_each_centre_once():
 
 def test_conditional_moments():
     """E[Y | X] = sum n_k X_k / (N sqrt(count)), Var = 1 - sum n_k^2 / (N^2 count), i.e.
-    DESIGN.md 4.4 item 3 with a = n_k / N^2: sample moments over seeds, tolerances in
+    docs/DESIGN.md 4.4 item 3 with a = n_k / N^2: sample moments over seeds, tolerances in
     standard errors of the sample size."""
     h, w, factor, channels, seeds = 7, 8, 3, 8, 400
     pos = swirl(corners(h, w), h, w, 0.9, 0.7) + [0.4, 0.3]

@@ -153,7 +153,7 @@ def test_surface_noise_is_white():
 
 
 def _coefficients(pos, valid, n, h, w):
-    """Each pixel's value as a linear form of the shared normals (DESIGN.md 4.2 with
+    """Each pixel's value as a linear form of the shared normals (docs/DESIGN.md 4.2 with
     the fixed surface key): the texels X_k, the remainders eps_k (keyed by texel) and
     the piece draws xi_(p,k) (keyed by pixel and texel, the same in every frame)."""
     t, s, a = grid2d_pieces(pos, (n, n), valid)
