@@ -93,6 +93,8 @@ MAPS = {
     # different source and target shapes: magnify a corner, and minify the whole
     "magnify": ((7, 13), (10, 6), lambda h, w, at: _pos(h, w, at) * 0.55 + np.array([1.3, 0.8])),
     "minify": ((15, 17), (6, 5), lambda h, w, at: _pos(h, w, at) * np.array([3.1, 2.3]) + 0.2),
+    # over 600 targets per source: the NumPy path's piece sums leave float64 for int64
+    "magnify_strong": ((3, 3), (64, 64), lambda h, w, at: _pos(h, w, at) * (2.0 / 64) + 0.01),
 }
 
 METHODS_AT = [("grid", "corners"), ("grid", "centers"), ("particle", "centers"),
@@ -414,7 +416,88 @@ def test_one_draw_per_piece(cp, method):
     work = {name: {kind: v - before[name][kind] for kind, v in k.work.items()}
             for name, k in mod._functions.items()}
     pieces = work[f"{method}2d_sum_pieces"]["geometry"]
-    assert pieces == h * w * -(-C // 16)                 # one walk per target and chunk
+    assert work[f"{method}2d_sum_weights"]["geometry"] == h * w
+    if method == "grid":
+        # Pass 1 fills the piece cache: passes 2 and 4 walk no geometry.
+        assert pieces == 0 and work["grid2d_gather"]["geometry"] == 0
+    else:
+        assert pieces == h * w * -(-C // 16)             # one walk per target and chunk
     assert work[f"{method}2d_sum_pieces"]["philox"] > 0
     assert work[f"{method}2d_gather"]["philox"] == 0      # every target here has pieces
     assert work[f"{method}2d_sum_weights"]["philox"] == 0
+
+
+def test_count_work_counts_float64_operations(tmp_path):
+    """count_work.py compiles the kernels with the shim's counted double: float64
+    operations by kind per pass; the grid's piece cache leaves passes 2 and 4 no walk."""
+    import json
+    import subprocess
+    out = tmp_path / "work.json"
+    script = os.path.join(os.path.dirname(__file__), "cuda_emulation", "count_work.py")
+    subprocess.run([sys.executable, script, "--size", "12", "--channels", "4", "--json",
+                    str(out)], check=True, capture_output=True, text=True)
+    rec = json.loads(out.read_text())
+    grid = rec["grid"]["passes"]
+    assert grid["sum_weights"]["geometry"] == 0.25          # one walk per pixel, 4 channels
+    assert grid["sum_pieces"]["geometry"] == 0 and grid["gather"]["geometry"] == 0
+    assert grid["sum_weights"]["f64_div"] > 0 and grid["sum_weights"]["f64_add"] > 0
+    assert grid["sum_pieces"]["f64_sqrt"] > 0               # sqrt(a_i) per piece
+    part = rec["particle"]["passes"]
+    assert part["sum_pieces"]["geometry"] == part["gather"]["geometry"] == 0.25
+    for method in ("grid", "particle"):
+        est = rec[method]["estimate_ms_1920x1080"]
+        assert est["RTX 4090"] > est["H100 SXM"] > 0
+
+
+@pytest.mark.parametrize("name", ["swirl", "fold", "minify", "magnify_strong", "far_outside"])
+@pytest.mark.parametrize("method", ["grid", "particle"])
+def test_numpy_blocks_and_threads_change_no_bit(cp, monkeypatch, method, name):
+    """The CPU path's split (grid chunks, bridge blocks, the thread pool, local or
+    deferred T sums) changes no bit: tiny blocks on threads equal the kernels."""
+    from cupy_core.methods import bridge, grid2d, particle2d
+    src, (h, w), make = MAPS[name]
+    pos = make(h, w, "corners")
+    prior = _prior(src, 6, 5)
+    gpu = cupy_core.warp(cp.asarray(prior), cp.asarray(pos), method=method, seed=4, frame=2)
+    for wide in (4096, 0):
+        monkeypatch.setattr(bridge, "BLOCK_PIECES", 7)
+        monkeypatch.setattr(bridge, "WIDE_MIN", wide)
+        monkeypatch.setattr(grid2d, "CHUNK_PAIRS", 5)
+        monkeypatch.setattr(particle2d, "CHUNK", 3)
+        monkeypatch.setattr(rng, "PARALLEL_MIN", 1)
+        _compare_to_numpy(gpu.get(), lambda: cupy_core.warp(prior, pos, method=method,
+                                                             seed=4, frame=2))
+
+
+def _bridge_by_passes(prior, target, source, weight, n_target, normalise_all, seed, frame):
+    """bridge.py's one-function-per-pass reference, composed as the kernels run them."""
+    from cupy_core.methods import bridge
+    prior_cm = np.ascontiguousarray(prior.T, dtype=np.float64)
+    channels, n_source = prior_cm.shape
+    S = bridge.sum_weights(source, weight, n_source)
+    a = bridge.scaled_areas(source, weight, S, normalise_all)
+    Z = bridge.piece_draws(target, source, a, channels, seed, frame)
+    T = bridge.sum_pieces(source, Z, n_source)
+    G = bridge.target_sums(target, Z, n_target)
+    D = bridge.remainders(prior_cm, T, S, normalise_all, seed, frame)
+    return bridge.gather(target, source, a, G, D, n_target, channels, seed, frame).T
+
+
+@pytest.mark.parametrize("name", ["swirl", "fold", "magnify_strong", "far_outside"])
+@pytest.mark.parametrize("method", ["grid", "particle"])
+def test_fused_bridge_equals_the_passes(monkeypatch, method, name):
+    """bridge_numpy (fused per block, threaded) gives the bits of the per-pass reference
+    functions, also with tiny blocks."""
+    import importlib
+    from cupy_core.methods import bridge
+    w = importlib.import_module("cupy_core.warp")
+    src, (h, wd), make = MAPS[name]
+    pos = make(h, wd, "corners")
+    geom, valid = w._geometry(method, pos, "corners")
+    t, s, a = w._pieces_numpy(method, geom, valid, src)
+    prior = _prior(src, 7, 3).reshape(-1, 7).astype(np.float64)
+    ref = _bridge_by_passes(prior, t, s, a, h * wd, method == "particle", 9, 4)
+    for block in (bridge.BLOCK_PIECES, 5):
+        monkeypatch.setattr(bridge, "BLOCK_PIECES", block)
+        got = bridge.bridge_numpy(prior, t, s, a, h * wd, method == "particle", 9, 4)
+        assert np.array_equal(got, ref)

@@ -1,8 +1,10 @@
 // The four passes of the Brownian-bridge sampling (DESIGN.md 4.2, 4.3), generic over
 // a geometry that enumerates the pieces of a target pixel. cupy_core/bridge.py holds
-// the NumPy twin of each pass. Geometry is recomputed in every pass instead of storing
-// partition records, so memory stays at S_k and T_k[C] per source and G_p[C] per
-// target (the sum of the target's piece draws: each normal is drawn once).
+// the NumPy twin of each pass. Memory: S_k and T_k[C] per source, G_p[C] per target
+// (the sum of the target's piece draws: each normal is drawn once) and, for a costly
+// geometry (the grid variants), a piece cache: pass 1 keeps up to K pieces (source,
+// weight) per target, and passes 2 and 4 read them instead of walking the geometry
+// again (a target with more than K pieces walks it again: same pieces, same order).
 //
 // Per-source sums are accumulated in 64-bit fixed point: integer atomics are
 // associative, so a seed gives the same bits whatever the thread order.
@@ -33,28 +35,58 @@ __device__ __forceinline__ double area_divisor(double S, int normalise_all) {
     return normalise_all ? (S > 0.0 ? S : 1.0) : fmax(S, 1.0);
 }
 
-// Pass 1: S_k = sum of raw weights requested from source k.
-template <class Geom>
-__device__ void bridge_sum_weights(const Geom& g, long long p, unsigned long long* S_fx) {
+// The piece cache: slot i of target p at [i * n + p] (coalesced), count in cnt[p]
+// (more than k: not cached). k = 0: no cache (null pointers).
+struct PieceCache {
+    int* cnt;
+    unsigned int* src;
+    double* w;
+    int k;
+};
+
+// Target p's pieces, from the cache when it holds them all, else from the geometry.
+template <class Geom, class F>
+__device__ __forceinline__ void for_each_cached(const Geom& g, const PieceCache& pc,
+                                                long long p, long long n, F f) {
+    if (pc.k > 0 && pc.cnt[p] <= pc.k) {
+        const int m = pc.cnt[p];
+        for (int i = 0; i < m; ++i) f((long long)pc.src[i * n + p], pc.w[i * n + p]);
+        return;
+    }
     WORK_COUNT(geometry, 1);
+    g.for_each_piece(p, f);
+}
+
+// Pass 1: S_k = sum of raw weights requested from source k; fills the piece cache.
+template <class Geom>
+__device__ void bridge_sum_weights(const Geom& g, long long p, long long n,
+                                   unsigned long long* S_fx, PieceCache pc) {
+    WORK_COUNT(geometry, 1);
+    int m = 0;
     g.for_each_piece(p, [&](long long k, double w) {
         atomicAdd(S_fx + k, to_fixed(w, S_SCALE));
+        if (m < pc.k) {
+            pc.src[m * n + p] = (unsigned int)k;
+            pc.w[m * n + p] = w;
+        }
+        ++m;
     });
+    if (pc.k > 0) pc.cnt[p] = m;
 }
 
 // Pass 2 (per target): T_k[c] += Z_i = sqrt(a_i) N(0, 1) for each piece, and the
 // target's own sum of its Z_i, G_p[c], kept for pass 4: every piece's normals are drawn
 // once per frame (pass 4 draws none).
 template <class Geom>
-__device__ void bridge_sum_pieces(const Geom& g, long long p, const unsigned long long* S_fx,
-                                  unsigned long long* T_fx, double* G, BridgeKey key) {
+__device__ void bridge_sum_pieces(const Geom& g, long long p, long long n, PieceCache pc,
+                                  const unsigned long long* S_fx, unsigned long long* T_fx,
+                                  double* G, BridgeKey key) {
     const int C = key.channels;
     for (int cb = 0; cb < C; cb += GATHER_CHUNK) {
         const int ce = (cb + GATHER_CHUNK < C) ? cb + GATHER_CHUNK : C;
         double acc[GATHER_CHUNK];
         for (int c = 0; c < GATHER_CHUNK; ++c) acc[c] = 0.0;
-        WORK_COUNT(geometry, 1);
-        g.for_each_piece(p, [&](long long k, double w) {
+        for_each_cached(g, pc, p, n, [&](long long k, double w) {
             double a = w / area_divisor(from_fixed(S_fx[k], S_SCALE), key.normalise_all);
             double sa = sqrt(a);
             for (int c0 = cb; c0 < ce; c0 += 4) {
@@ -103,16 +135,16 @@ __device__ void bridge_remainder(long long k, const float* prior, const unsigned
 // Pass 4 (per target): Y_p = (G_p + sum_i a_i D_k) / sqrt(A_p), fresh noise if A_p = 0.
 // No normals: G_p (pass 2) holds the sum of the target's piece draws.
 template <class Geom>
-__device__ void bridge_gather(const Geom& g, long long p, const unsigned long long* S_fx,
-                              const double* D, const double* G, float* out, BridgeKey key) {
+__device__ void bridge_gather(const Geom& g, long long p, long long n, PieceCache pc,
+                              const unsigned long long* S_fx, const double* D, const double* G,
+                              float* out, BridgeKey key) {
     const int C = key.channels;
     for (int cb = 0; cb < C; cb += GATHER_CHUNK) {
         const int ce = (cb + GATHER_CHUNK < C) ? cb + GATHER_CHUNK : C;
         double acc[GATHER_CHUNK];
         for (int c = 0; c < GATHER_CHUNK; ++c) acc[c] = 0.0;
         double A = 0.0;
-        WORK_COUNT(geometry, 1);
-        g.for_each_piece(p, [&](long long k, double w) {
+        for_each_cached(g, pc, p, n, [&](long long k, double w) {
             double a = w / area_divisor(from_fixed(S_fx[k], S_SCALE), key.normalise_all);
             for (int c = cb; c < ce; ++c) acc[c - cb] += a * D[k * C + c];
             A += a;
@@ -122,24 +154,30 @@ __device__ void bridge_gather(const Geom& g, long long p, const unsigned long lo
     }
 }
 
+// The piece cache's kernel parameters (null pointers and cache_k = 0: none).
+#define PIECE_CACHE_ARGS int* cache_cnt, unsigned int* cache_src, double* cache_w, int cache_k
+#define PIECE_CACHE_INIT PieceCache{cache_cnt, cache_src, cache_w, cache_k}
+
 // The five extern "C" kernels of one geometry. GEOM_ARGS / GEOM_INIT: the geometry's
 // kernel parameters and how to build the Geom from them.
 #define BRIDGE_KERNELS(PREFIX, GEOM, GEOM_ARGS, GEOM_INIT)                                   \
 extern "C" __global__ void PREFIX##_sum_weights(long long start, long long n, GEOM_ARGS,    \
+                                                 PIECE_CACHE_ARGS,                           \
                                                  unsigned long long* S_fx) {                 \
     long long p = item_index(start);                                                         \
     if (p >= n) return;                                                                      \
     GEOM g = GEOM_INIT;                                                                      \
-    bridge_sum_weights(g, p, S_fx);                                                          \
+    bridge_sum_weights(g, p, n, S_fx, PIECE_CACHE_INIT);                                     \
 }                                                                                            \
 extern "C" __global__ void PREFIX##_sum_pieces(long long start, long long n, GEOM_ARGS,     \
+                                                PIECE_CACHE_ARGS,                            \
                                                 const unsigned long long* S_fx,              \
                                                 unsigned long long* T_fx, double* G,         \
                                                 BridgeKey key) {                             \
     long long p = item_index(start);                                                         \
     if (p >= n) return;                                                                      \
     GEOM g = GEOM_INIT;                                                                      \
-    bridge_sum_pieces(g, p, S_fx, T_fx, G, key);                                             \
+    bridge_sum_pieces(g, p, n, PIECE_CACHE_INIT, S_fx, T_fx, G, key);                        \
 }                                                                                            \
 extern "C" __global__ void PREFIX##_remainder(long long start, long long n_source,         \
                                                const float* prior,                           \
@@ -150,10 +188,11 @@ extern "C" __global__ void PREFIX##_remainder(long long start, long long n_sourc
     bridge_remainder(k, prior, S_fx, T_fx, key);                                             \
 }                                                                                            \
 extern "C" __global__ void PREFIX##_gather(long long start, long long n, GEOM_ARGS,         \
+                                            PIECE_CACHE_ARGS,                                \
                                             const unsigned long long* S_fx, const double* D, \
                                             const double* G, float* out, BridgeKey key) {    \
     long long p = item_index(start);                                                         \
     if (p >= n) return;                                                                      \
     GEOM g = GEOM_INIT;                                                                      \
-    bridge_gather(g, p, S_fx, D, G, out, key);                                               \
+    bridge_gather(g, p, n, PIECE_CACHE_INIT, S_fx, D, G, out, key);                          \
 }

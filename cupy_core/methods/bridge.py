@@ -12,7 +12,13 @@ Each function mirrors one kernel pass of ``bridge.cuh``:
 with ``a_i = w_i / S_k`` when every source is normalised (particle variant) and
 ``a_i = w_i / max(S_k, 1)`` otherwise (grid variant: only an over-committed source is
 rescaled). Draws are addressed by (target, source), so the order of work is irrelevant.
+
+These functions are the readable reference, one per pass; ``bridge_numpy`` runs the
+same arithmetic fused per block of pieces on a thread pool (the same bits:
+tests/test_kernels_emulated.py, test_fused_bridge_equals_the_passes).
 """
+import threading
+
 import numpy as np
 
 from . import rng
@@ -127,18 +133,156 @@ def gather(target, source, area, G, D, n_target, channels, seed, frame):
     return out
 
 
+# Pieces per task of the fused CPU path (bridge_numpy): one block's temporaries stay in
+# cache, and the blocks are shared out over the thread pool.
+BLOCK_PIECES = 1 << 16
+# A block whose sources span more than 4 x its pieces + this adds into T after the pass
+# (one bincount over all sources) rather than locally.
+WIDE_MIN = 4096
+
+
+def _target_blocks(target, size):
+    """Split the pieces (sorted by target) into runs of about ``size`` pieces that never
+    cut a target's pieces in two: ``[(lo, hi), ...]``."""
+    n = target.size
+    cuts = [0]
+    while cuts[-1] < n:
+        at = cuts[-1] + size
+        if at >= n:
+            cuts.append(n)
+            break
+        # Move the cut to the first piece of the next target.
+        cuts.append(int(np.searchsorted(target, target[at - 1], side="right")))
+    return list(zip(cuts[:-1], cuts[1:]))
+
+
+def _map(fn, items):
+    if len(items) > 1 and sum(hi - lo for lo, hi in items) >= rng.PARALLEL_MIN:
+        return list(rng.pool().map(lambda it: fn(*it), items))
+    return [fn(*it) for it in items]
+
+
 def bridge_numpy(prior, target, source, weight, n_target, normalise_all, seed, frame):
-    """The whole bridge on the CPU. ``prior``: ``(n_source, C)``; returns ``(n_target, C)``."""
-    prior = np.ascontiguousarray(prior.T, dtype=np.float64)
-    channels, n_source = prior.shape
-    S = sum_weights(source, weight, n_source)
-    a = scaled_areas(source, weight, S, normalise_all)
-    Z = piece_draws(target, source, a, channels, seed, frame)
-    T = sum_pieces(source, Z, n_source)
-    G = target_sums(target, Z, n_target)
-    del Z
-    D = remainders(prior, T, S, normalise_all, seed, frame)
-    return gather(target, source, a, G, D, n_target, channels, seed, frame).T
+    """The whole bridge on the CPU. ``prior``: ``(n_source, C)``; returns ``(n_target, C)``.
+
+    The same passes as the functions above (and the kernels), fused per block of pieces:
+    pass 2 draws a block's normals, keeps its fixed-point values for T and adds its
+    targets' G in cache; pass 4 gathers a block's targets. Blocks run on the thread
+    pool; no sum depends on the split (fixed point for sources, whole targets per block).
+    """
+    prior = np.asarray(prior, dtype=np.float64)
+    n_source, channels = prior.shape
+    if target.size and not (target[1:] >= target[:-1]).all():
+        order = np.argsort(target, kind="stable")   # keeps each target's own order
+        target, source, weight = target[order], source[order], weight[order]
+    blocks = _target_blocks(target, BLOCK_PIECES)
+    # Pass 1 in two halves on the pool: integer-valued sums, exact in any order.
+    half = target.size // 2
+    S = sum(_map(lambda lo, hi: np.bincount(source[lo:hi], np.rint(weight[lo:hi] * S_SCALE),
+                                            minlength=n_source),
+                 [(0, half), (half, target.size)])) / S_SCALE
+    div = divisor(S, normalise_all)
+    a = np.empty(target.size, np.float64)       # scaled areas, filled per block in pass 2
+    G = np.zeros((channels, n_target), np.float64)
+    k0, k1 = rng.seed_key(seed)
+    fw = rng.frame_word(frame)
+    groups = (channels + 3) // 4
+    # T in fixed point: integer-valued float64 sums are exact, whatever the order,
+    # while every partial sum stays below 2^53 (see sum_pieces); otherwise int64 adds.
+    per_source = np.bincount(source, minlength=n_source).max() if source.size else 0
+    exact = per_source * (rng.max_abs_normal() * T_SCALE + 1.0) < 2.0 ** 52
+    T = np.zeros((channels, n_source), np.float64 if exact else np.int64)
+    lock = threading.Lock()
+    wide = []          # blocks whose sources spread too far to add locally
+
+    def draw(lo, hi):
+        b = hi - lo
+        z = np.empty((groups * 4, b), rng.F)
+        for u in range(0, b, rng.BLOCK):
+            v = min(b, u + rng.BLOCK)
+            rng._normals_block(target[lo + u:lo + v].view(np.uint64),
+                               source[lo + u:lo + v].view(np.uint64), rng.STREAM_PIECE,
+                               groups, fw, k0, k1, z[:, u:v])
+        ab = np.divide(weight[lo:hi], np.take(div, source[lo:hi]), out=a[lo:hi])
+        zi = np.multiply(z[:channels], np.sqrt(ab))           # sqrt(a_i) z, float64
+        t0 = int(target[lo])
+        tl = target[lo:hi] - t0
+        m = int(target[hi - 1]) - t0 + 1
+        for c in range(channels):
+            G[c, t0:t0 + m] = np.bincount(tl, zi[c], minlength=m)
+        np.multiply(zi, T_SCALE, out=zi)
+        fixed = np.rint(zi, out=zi)                           # Z_i in 2^-40 units
+        src = source[lo:hi]
+        s0, s1 = int(src.min()), int(src.max()) + 1
+        if not exact or s1 - s0 > 4 * b + WIDE_MIN:
+            wide.append((src, fixed))
+            return
+        sl = src - s0
+        part = np.stack([np.bincount(sl, fixed[c], minlength=s1 - s0)
+                         for c in range(channels)])
+        with lock:
+            T[:, s0:s1] += part
+
+    _map(draw, blocks)
+    for src, fixed in wide:
+        for c in range(channels):
+            if exact:
+                T[c] += np.bincount(src, fixed[c], minlength=n_source)
+            else:
+                np.add.at(T[c], src, fixed[c].astype(np.int64))
+    del wide
+    T = T / T_SCALE
+    D = remainders_fused(prior, T, S, normalise_all, seed, frame)
+
+    out = np.empty((n_target, channels), np.float64)
+    A = np.zeros(n_target, np.float64)
+
+    def gather_block(lo, hi):
+        t0 = int(target[lo])
+        tl = target[lo:hi] - t0
+        m = int(target[hi - 1]) - t0 + 1
+        Ab = np.bincount(tl, a[lo:hi], minlength=m)
+        A[t0:t0 + m] = Ab
+        src = source[lo:hi]
+        ab = a[lo:hi]
+        has = Ab > 0
+        every = bool(has.all())
+        ob = out[t0:t0 + m]
+        with np.errstate(divide="ignore", invalid="ignore"):   # A = 0: fresh noise below
+            inv = 1.0 / np.sqrt(Ab)
+            for c in range(channels):
+                acc = np.bincount(tl, ab * np.take(D[c], src), minlength=m)
+                acc = G[c, t0:t0 + m] + acc
+                acc *= inv
+                if every:
+                    ob[:, c] = acc
+                else:
+                    ob[has, c] = acc[has]
+
+    _map(gather_block, blocks)
+    fresh = np.nonzero(~(A > 0))[0]
+    if fresh.size:
+        out[fresh] = rng.normals_cm(fresh, 0, rng.STREAM_FRESH, channels, frame, seed).T
+    return out
+
+
+def remainders_fused(prior, T, S, normalise_all, seed, frame):
+    """``remainders`` for ``prior`` ``(n_source, C)``, turning ``T`` into D in place."""
+    channels = T.shape[0]
+    used = S > 0
+    Dk = k = None
+    if not normalise_all:
+        # Only sources not wholly claimed have a remainder to draw.
+        rest = np.where(used, np.maximum(1.0 - S / np.maximum(S, 1.0), 0.0), 0.0)
+        k = np.nonzero(rest >= REST_EPS)[0]
+        if k.size:
+            zr = rng.normals_cm(k, 0xFFFFFFFF, rng.STREAM_REMAINDER, channels, frame, seed)
+            Dk = prior[k].T - (T[:, k] + np.sqrt(rest[k]) * zr)
+    np.subtract(prior.T, T, out=T)
+    T[:, ~used] = 0.0
+    if Dk is not None:
+        T[:, k] = Dk
+    return T
 
 
 # The key the bridge kernels take by value (struct BridgeKey of bridge.cuh).
@@ -147,6 +291,10 @@ KEY_FIELDS = [("k0", "<u4"), ("k1", "<u4"), ("frame", "<u4"), ("channels", "<i4"
 # Relative cost of one target-channel of each geometry, for the launch split
 # (cuda.launch): about the pieces a target has times the work to find one.
 GEOMETRY_COST = {"grid2d": 8, "particle2d": 2, "grid3d": 64, "particle3d": 4}
+# Piece-cache slots per target (bridge.cuh, PieceCache): pass 1 keeps up to this many
+# pieces of each target (12 bytes each) so that passes 2 and 4 need not walk its
+# geometry again. Only where the geometry costs more than reading them back.
+CACHE_SLOTS = {"grid2d": 8, "grid3d": 8}
 
 
 def bridge_cupy(cu_file, prefix, geom_args, prior, n_target, normalise_all, seed, frame):
@@ -166,10 +314,17 @@ def bridge_cupy(cu_file, prefix, geom_args, prior, n_target, normalise_all, seed
     G = cupy.empty((n_target, channels), dtype=cupy.float64)  # every entry written in pass 2
     out = cupy.empty((n_target, channels), dtype=cupy.float32)
     cost = GEOMETRY_COST.get(prefix, 64)
-    launch(cu_file, f"{prefix}_sum_weights", n_target, geom_args + (S,), cost=cost)
-    launch(cu_file, f"{prefix}_sum_pieces", n_target, geom_args + (S, T, G, key),
+    slots = CACHE_SLOTS.get(prefix, 0) if n_source < 2 ** 32 else 0
+    if slots:
+        cache = (cupy.empty(n_target, dtype=cupy.int32),
+                 cupy.empty((slots, n_target), dtype=cupy.uint32),
+                 cupy.empty((slots, n_target), dtype=cupy.float64), np.int32(slots))
+    else:
+        cache = (None, None, None, np.int32(0))   # null pointers: no cache
+    launch(cu_file, f"{prefix}_sum_weights", n_target, geom_args + cache + (S,), cost=cost)
+    launch(cu_file, f"{prefix}_sum_pieces", n_target, geom_args + cache + (S, T, G, key),
            cost=cost * channels)
     launch(cu_file, f"{prefix}_remainder", n_source, (prior, S, T, key), cost=channels)
-    launch(cu_file, f"{prefix}_gather", n_target, geom_args + (S, T, G, out, key),
+    launch(cu_file, f"{prefix}_gather", n_target, geom_args + cache + (S, T, G, out, key),
            cost=cost * channels)
     return out

@@ -4,29 +4,54 @@
 #include "bridge.cuh"
 #include "quad2d.cuh"
 
-// Integral over edge A->B of 1[x in [x0, x0+1]] * (clamp(y, y0, y0+1) - y0) dx.
-__device__ __forceinline__ double edge_term(double xa, double ya, double xb, double yb,
-                                            double x0, double y0) {
-    double dx = xb - xa, dy = yb - ya;
-    if (dx == 0.0) return 0.0;
-    double ta = (x0 - xa) / dx, tb = (x0 + 1.0 - xa) / dx;
-    double lo = clampd(fmin(ta, tb), 0.0, 1.0);
-    double hi = clampd(fmax(ta, tb), 0.0, 1.0);
-    if (!(hi > lo)) return 0.0;
-    double ua, ub;
-    if (dy == 0.0) {
-        ua = lo; ub = lo;
-    } else {
-        ua = clampd((y0 - ya) / dy, lo, hi);
-        ub = clampd((y0 + 1.0 - ya) / dy, lo, hi);
-    }
-    double m1 = fmin(ua, ub), m2 = fmax(ua, ub);
-    double glo = clampd(ya + lo * dy, y0, y0 + 1.0) - y0;
-    double g1 = clampd(ya + m1 * dy, y0, y0 + 1.0) - y0;
-    double g2 = clampd(ya + m2 * dy, y0, y0 + 1.0) - y0;
-    double ghi = clampd(ya + hi * dy, y0, y0 + 1.0) - y0;
-    double integral = 0.5 * ((m1 - lo) * (glo + g1) + (m2 - m1) * (g1 + g2) + (hi - m2) * (g2 + ghi));
-    return dx * integral;
+// Green's theorem per source cell, split so that the per-column work is done once per
+// column, not once per cell (grid2d.py: edge_columns, edge_row; same operations in the
+// same order, branch-free).
+// Per edge A->B, once (edge_setup): dx with a vertical edge's 0 replaced by 1 (its
+// pieces have width 0 anyway), and its x range.
+struct Edge {
+    double xa, ya, dx, dy, dxs, xmin, xmax;
+};
+
+__device__ __forceinline__ Edge edge_setup(double xa, double ya, double xb, double yb) {
+    Edge e;
+    e.xa = xa; e.ya = ya;
+    e.dx = xb - xa; e.dy = yb - ya;
+    e.dxs = e.dx + (e.dx == 0.0 ? 1.0 : 0.0);
+    e.xmin = fmin(xa, xb); e.xmax = fmax(xa, xb);
+    return e;
+}
+
+// Per edge and column [x0, x0+1]: the signed width w of the edge's piece in the column
+// (0 if it misses it or is vertical), the piece's low and high y, z = (hi == lo) and
+// hz = hi - lo + z.
+struct EdgeColumn {
+    double w, lo, hi, z, hz;
+};
+
+__device__ __forceinline__ EdgeColumn edge_column(const Edge& e, double x0) {
+    double xl = fmax(e.xmin, x0);
+    double xr = fmin(e.xmax, x0 + 1.0);
+    // Edge parameters clamped to [0, 1]: no change where the edge meets the column;
+    // elsewhere (w = 0) lo and hi stay finite even when |dx| is tiny.
+    double yl = e.ya + clampd((xl - e.xa) / e.dxs, 0.0, 1.0) * e.dy;
+    double yr = e.ya + clampd((xr - e.xa) / e.dxs, 0.0, 1.0) * e.dy;
+    EdgeColumn r;
+    r.w = copysign(fmax(xr - xl, 0.0), e.dx);
+    r.lo = fmin(yl, yr);
+    r.hi = fmax(yl, yr);
+    r.z = r.hi == r.lo ? 1.0 : 0.0;
+    r.hz = (r.hi - r.lo) + r.z;
+    return r;
+}
+
+// The piece's term for the cell of row [y0, y1 = y0+1]: w times the mean over the piece
+// of clamp(y, y0, y1) - y0 (exact: the piece is straight).
+__device__ __forceinline__ double edge_row(const EdgeColumn& e, double y0, double y1) {
+    double a = fmin(fmax(e.lo, y0), y1);
+    double b = fmin(fmax(e.hi, y0), y1);
+    double num = (b - a) * (0.5 * (a + b) - y0) + fmax(e.hi - fmax(e.lo, y1), 0.0);
+    return e.w * ((num + e.z * (a - y0)) / e.hz);
 }
 
 struct Grid2D {
@@ -53,13 +78,19 @@ struct Grid2D {
         double by1 = ceil(clampd(ymax, -1.0, (double)Hs + 1.0));
         long long cx0 = (long long)fmax(bx0, 0.0), cx1 = (long long)fmin(bx1, (double)Ws);
         long long cy0 = (long long)fmax(by0, 0.0), cy1 = (long long)fmin(by1, (double)Hs);
-        for (long long cy = cy0; cy < cy1; ++cy) {
-            for (long long cx = cx0; cx < cx1; ++cx) {
+        Edge edges[4];
+        for (int e = 0; e < 4; ++e) {
+            int n = (e + 1) & 3;
+            edges[e] = edge_setup(qx[e], qy[e], qx[n], qy[n]);
+        }
+        // Columns outer, rows inner: each edge's piece in a column is found once.
+        for (long long cx = cx0; cx < cx1; ++cx) {
+            EdgeColumn ec[4];
+            for (int e = 0; e < 4; ++e) ec[e] = edge_column(edges[e], (double)cx);
+            for (long long cy = cy0; cy < cy1; ++cy) {
+                double y0 = (double)cy, y1 = y0 + 1.0;
                 double total = 0.0;
-                for (int e = 0; e < 4; ++e) {
-                    int n = (e + 1) & 3;
-                    total = total + edge_term(qx[e], qy[e], qx[n], qy[n], (double)cx, (double)cy);
-                }
+                for (int e = 0; e < 4; ++e) total = total + edge_row(ec[e], y0, y1);
                 double area = fmax(-total * sign, 0.0);  // fail-safe 3
                 if (area > 0.0) f(cy * Ws + cx, area);
             }

@@ -9,9 +9,13 @@ source cell ``[x0, x0+1] x [y0, y0+1]`` comes from Green's theorem,
     area = -sum over edges A->B of  integral over the edge of 1[x in [x0, x0+1]] G(y) dx,
     G(y) = clamp(y, y0, y0+1) - y0,
 
-which is exact for any simple polygon, convex or concave, with no clipping loop: on
-each edge the integrand is piecewise linear in the edge parameter, so the trapezoid
-rule between its break points is exact.
+which is exact for any simple polygon, convex or concave, with no clipping loop. It is
+split so that little is done per cell: per edge once (``edge_setup``); per edge and
+source column, the edge's piece in the column, its signed width ``w`` and its y range
+``[lo, hi]`` (``edge_columns``); per cell, the piece's term ``w`` times the mean of
+``G`` over the piece, exact because the piece is straight: the part inside the row
+gives its length times its mid-height, the part above the row its length
+(``edge_row``, branch-free). Targets are walked columns outer, rows inner.
 
 Fail-safe for folded quads (psi not injective), so that no area is negative or NaN:
 
@@ -25,9 +29,9 @@ A quad with a NaN corner, or marked invalid, has no pieces (its pixel gets fresh
 """
 import numpy as np
 
-# Pairs (target, cell) processed at once on the CPU: bounds memory for any map, and
-# keeps the temporaries in cache (measured fastest around 2^13..2^16).
-CHUNK_PAIRS = 1 << 16
+# Pairs (target, cell) processed at once on the CPU (one task of the thread pool):
+# bounds memory for any map, and keeps the temporaries in cache.
+CHUNK_PAIRS = 1 << 15
 
 
 def _orient(ax, ay, bx, by, cx, cy):
@@ -46,53 +50,69 @@ def _crosses(p, q, r, s):
 def quads(corners):
     """Corner quads ``(4, 2, N)`` of the target pixels, with the fail-safe reordering,
     and the orientation sign ``(N,)`` (+1 or -1)."""
-    c = corners.astype(np.float64)
-    P = [c[:-1, :-1], c[:-1, 1:], c[1:, 1:], c[1:, :-1]]
-    P = [(q[..., 0].ravel(), q[..., 1].ravel()) for q in P]
-    bow01 = _crosses(P[0], P[1], P[2], P[3])      # P0P1 crosses P2P3: hull P0 P2 P1 P3
-    bow12 = _crosses(P[1], P[2], P[3], P[0]) & ~bow01   # hull P0 P1 P3 P2
-    x = [P[k][0] for k in range(4)]
-    y = [P[k][1] for k in range(4)]
-    x1 = np.where(bow01, x[2], x[1]); y1 = np.where(bow01, y[2], y[1])
-    x2 = np.where(bow01, x[1], np.where(bow12, x[3], x[2]))
-    y2 = np.where(bow01, y[1], np.where(bow12, y[3], y[2]))
-    x3 = np.where(bow12, x[2], x[3]); y3 = np.where(bow12, y[2], y[3])
-    xs = np.stack([x[0], x1, x2, x3]); ys = np.stack([y[0], y1, y2, y3])
-    twice_area = ((xs[0] * ys[1] - xs[1] * ys[0]) + (xs[1] * ys[2] - xs[2] * ys[1])
-                  + (xs[2] * ys[3] - xs[3] * ys[2]) + (xs[3] * ys[0] - xs[0] * ys[3]))
+    c = np.asarray(corners, dtype=np.float64)
+    h, w = c.shape[0] - 1, c.shape[1] - 1
+    quad = np.empty((4, 2, h * w), np.float64)
+    for k, (di, dj) in enumerate(((0, 0), (0, 1), (1, 1), (1, 0))):   # P0 .. P3
+        for a in (0, 1):
+            quad[k, a].reshape(h, w)[...] = c[di:di + h, dj:dj + w, a]
+    P = [(quad[k, 0], quad[k, 1]) for k in range(4)]
+    with np.errstate(invalid="ignore", over="ignore"):
+        bow01 = _crosses(P[0], P[1], P[2], P[3])    # P0P1 crosses P2P3: hull P0 P2 P1 P3
+        bow12 = _crosses(P[1], P[2], P[3], P[0]) & ~bow01   # hull P0 P1 P3 P2
+    for mask, i, j in ((bow01, 1, 2), (bow12, 2, 3)):       # rare: swap two corners
+        at = np.flatnonzero(mask)
+        if at.size:
+            qi = quad[i][:, at]
+            quad[i][:, at] = quad[j][:, at]
+            quad[j][:, at] = qi
+    xs, ys = quad[:, 0], quad[:, 1]
+    with np.errstate(invalid="ignore", over="ignore"):
+        twice_area = ((xs[0] * ys[1] - xs[1] * ys[0]) + (xs[1] * ys[2] - xs[2] * ys[1])
+                      + (xs[2] * ys[3] - xs[3] * ys[2]) + (xs[3] * ys[0] - xs[0] * ys[3]))
     sign = np.where(twice_area < 0, -1.0, 1.0)
-    return np.stack([xs, ys], axis=1), sign
+    return quad, sign
 
 
-def edge_term(xa, ya, xb, yb, x0, y0):
-    """Integral over edge A->B of 1[x in [x0, x0+1]] * (clamp(y, y0, y0+1) - y0) dx."""
+def edge_setup(xa, ya, xb, yb):
+    """The per-edge part of ``edge_columns`` (``edge_setup`` in grid2d.cu), done once
+    per edge: ``(xa, ya, dx, dy, dxs, xmin, xmax)``, ``dxs`` being ``dx`` with a
+    vertical edge's 0 replaced by 1 (its pieces have width 0 anyway)."""
     dx = xb - xa
-    dy = yb - ya
-    with np.errstate(divide="ignore", invalid="ignore"):
-        ta = (x0 - xa) / dx
-        tb = (x0 + 1.0 - xa) / dx
-        lo = np.clip(np.minimum(ta, tb), 0.0, 1.0)
-        hi = np.clip(np.maximum(ta, tb), 0.0, 1.0)
-        ua = (y0 - ya) / dy
-        ub = (y0 + 1.0 - ya) / dy
-    flat = dy == 0.0
-    ua = np.where(flat, lo, np.clip(ua, lo, hi))
-    ub = np.where(flat, lo, np.clip(ub, lo, hi))
-    m1 = np.minimum(ua, ub)
-    m2 = np.maximum(ua, ub)
-    g = lambda t: np.clip(ya + t * dy, y0, y0 + 1.0) - y0
-    glo, g1, g2, ghi = g(lo), g(m1), g(m2), g(hi)
-    integral = 0.5 * ((m1 - lo) * (glo + g1) + (m2 - m1) * (g1 + g2) + (hi - m2) * (g2 + ghi))
-    return np.where((dx != 0.0) & (hi > lo), dx * integral, 0.0)
+    return xa, ya, dx, yb - ya, dx + (dx == 0.0), np.fmin(xa, xb), np.fmax(xa, xb)
 
 
-def cell_area(quad, sign, x0, y0):
-    """Area of the (reordered) quad ``(4, 2, N)`` inside cells with corner ``(x0, y0)``."""
-    total = 0.0
-    for e in range(4):
-        a, b = quad[e], quad[(e + 1) % 4]
-        total = total + edge_term(a[0], a[1], b[0], b[1], x0, y0)
-    return np.maximum(-total * sign, 0.0)
+def edge_columns(edge, x0):
+    """Per edge (``edge_setup``) and source column ``[x0, x0+1]`` (the per-column part,
+    hoisted out of the per-cell loop, ``edge_column`` in grid2d.cu): the signed width
+    ``w`` of the edge's piece in the column (the sign of ``xb - xa``; 0 when the edge
+    misses the column or is vertical), the piece's low and high y, ``lo <= hi``,
+    ``z = (hi == lo)`` and ``hz = hi - lo + z``. Branch-free: nothing here is NaN for
+    finite corners."""
+    xa, ya, dx, dy, dxs, xmin, xmax = edge
+    xl = np.fmax(xmin, x0)
+    xr = np.fmin(xmax, x0 + 1.0)
+    # Edge parameters of the piece's ends, clamped to [0, 1]: no change where the edge
+    # meets the column; elsewhere (w = 0) they keep lo and hi finite even for a
+    # near-vertical edge whose |dx| is tiny (so that 0 * term is 0, not NaN).
+    yl = ya + np.fmin(np.fmax((xl - xa) / dxs, 0.0), 1.0) * dy
+    yr = ya + np.fmin(np.fmax((xr - xa) / dxs, 0.0), 1.0) * dy
+    w = np.copysign(np.fmax(xr - xl, 0.0), dx)
+    lo = np.fmin(yl, yr)
+    hi = np.fmax(yl, yr)
+    z = (hi == lo).astype(np.float64)
+    return w, lo, hi, z, (hi - lo) + z
+
+
+def edge_row(w, lo, hi, z, hz, y0, y1):
+    """The edge piece's term for the cell of row ``[y0, y1 = y0+1]`` (``edge_row`` in
+    grid2d.cu): ``w`` times the mean over the piece of ``clamp(y, y0, y1) - y0``, exact
+    as the piece is straight: the part inside the row contributes its length times its
+    mid-height, the part above the row its length; a flat piece (``z = 1``) its height."""
+    a = np.fmin(np.fmax(lo, y0), y1)
+    b = np.fmin(np.fmax(hi, y0), y1)
+    num = (b - a) * (0.5 * (a + b) - y0) + np.fmax(hi - np.fmax(lo, y1), 0.0)
+    return w * ((num + z * (a - y0)) / hz)
 
 
 def cell_ranges(quad, valid, source_shape):
@@ -114,37 +134,128 @@ def cell_ranges(quad, valid, source_shape):
     return bx0, by0, nx, ny
 
 
+def _generic_pieces(quad, sign, bx0, by0, nx, ny, idx, ws):
+    """Pieces of targets ``idx``, in the kernel's order: per target, columns outer and
+    rows inner (each edge's piece in a column is found once, ``edge_columns``)."""
+    ncol = nx[idx]
+    tc = np.repeat(idx, ncol)                       # one entry per (target, column)
+    if not tc.size:
+        return None
+    cx = bx0[tc] + (np.arange(tc.size) - np.repeat(np.cumsum(ncol) - ncol, ncol))
+    qa = quad[:, :, tc]                             # (4 edges, x/y, columns): A of edge e
+    qb = qa[[1, 2, 3, 0]]                           # B of edge e
+    col = edge_columns(edge_setup(qa[:, 0], qa[:, 1], qb[:, 0], qb[:, 1]), cx.astype(np.float64))
+    nrow = ny[tc]
+    rows = int(nrow.max())
+    if rows == 0:
+        return None
+    t = tc
+    if rows * tc.size <= 2 * int(nrow.sum()):
+        # Dense (column, row) block, one row offset at a time (no gathers); then
+        # row-major, so per target columns outer and rows inner, as the kernel.
+        cy0 = by0[tc]
+        total = np.empty((rows, tc.size), np.float64)
+        for r in range(rows):
+            y0 = (cy0 + r).astype(np.float64)
+            term = edge_row(*col, y0, y0 + 1.0)
+            tr = total[r]
+            np.add(0.0, term[0], out=tr)
+            for e in range(1, 4):
+                tr += term[e]
+        total = total.T.ravel()
+        inside = (np.arange(rows) < nrow[:, None]).ravel()
+        ci = np.repeat(np.arange(tc.size), rows)
+        cy = (cy0[:, None] + np.arange(rows)).ravel()
+    else:
+        ci = np.repeat(np.arange(tc.size), nrow)    # one entry per (target, column, row)
+        cy = by0[tc][ci] + (np.arange(ci.size) - np.repeat(np.cumsum(nrow) - nrow, nrow))
+        y0 = cy.astype(np.float64)
+        term = edge_row(*(v[:, ci] for v in col), y0, y0 + 1.0)
+        total = 0.0 + term[0]
+        for e in range(1, 4):
+            total += term[e]
+        inside = True
+    t = tc[ci]
+    area = np.fmax(-total * sign[t], 0.0)            # fail-safe 3
+    keep = (area > 0.0) & inside
+    return t[keep], (cy * ws + cx[ci])[keep], area[keep]
+
+
+def _chunk_pieces(quad, sign, bx0, by0, nx, ny, lo, hi, ws):
+    """Pieces of targets ``lo`` to ``hi - 1``, sorted by target, each target's in the
+    kernel's order. Targets whose cells span at most 2 x 2 (nearly all, under smooth
+    motion) are done densely, one (column, row) offset at a time over all of them (no
+    gathers); the others by ``_generic_pieces``."""
+    n = hi - lo
+    cnx, cny = nx[lo:hi], ny[lo:hi]
+    small = (cnx <= 2) & (cny <= 2)
+    q = quad[:, :, lo:hi]
+    xa, ya = q[:, 0], q[:, 1]
+    xb, yb = xa[[1, 2, 3, 0]], ya[[1, 2, 3, 0]]
+    cx0, cy0, sg = bx0[lo:hi], by0[lo:hi], sign[lo:hi]
+    area = np.empty((n, 4), np.float64)   # (column offset, row offset) = (k, r) at 2k + r
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):  # masked targets
+        edge = edge_setup(xa, ya, xb, yb)
+        for k in (0, 1):
+            col = edge_columns(edge, (cx0 + k).astype(np.float64))
+            for r in (0, 1):
+                y0 = (cy0 + r).astype(np.float64)
+                term = edge_row(*col, y0, y0 + 1.0)
+                total = 0.0 + term[0]
+                for e in range(1, 4):
+                    total += term[e]
+                area[:, 2 * k + r] = np.fmax(-total * sg, 0.0)      # fail-safe 3
+    keep = area > 0.0
+    for k in (0, 1):                      # offsets inside the target's cell range
+        keep[:, 2 * k:2 * k + 2] &= (cnx > k)[:, None]
+        keep[:, k::2] &= (cny > k)[:, None]
+    keep &= small[:, None]
+    flat = np.flatnonzero(keep)
+    i = flat >> 2
+    t = lo + i
+    src = (cy0[i] + (flat & 1)) * ws + cx0[i] + ((flat >> 1) & 1)
+    a = area.ravel()[flat]
+    big = lo + np.flatnonzero(~small)
+    if big.size:
+        more = _generic_pieces(quad, sign, bx0, by0, nx, ny, big, ws)
+        if more is not None:
+            t = np.concatenate([t, more[0]])
+            order = np.argsort(t, kind="stable")
+            t = t[order]
+            src = np.concatenate([src, more[1]])[order]
+            a = np.concatenate([a, more[2]])[order]
+    return t, src, a
+
+
 def grid2d_pieces(corners, source_shape, valid=None):
-    """Partition record of the grid variant: ``(target, source, area)`` with area > 0.
+    """Partition record of the grid variant: ``(target, source, area)`` with area > 0,
+    in the kernels' order (targets ascending; per target columns outer, rows inner).
 
     ``corners``: ``(H+1, W+1, 2)`` backward positions; ``valid``: optional ``(H, W)``
     bool mask of targets that may have a source (False: fresh noise).
     """
+    from . import rng
+
     h, w = corners.shape[0] - 1, corners.shape[1] - 1
     quad, sign = quads(corners)
     ok = np.ones(h * w, bool) if valid is None else np.asarray(valid, bool).ravel()
     bx0, by0, nx, ny = cell_ranges(quad, ok, source_shape)
-    counts = nx * ny
-    out_t, out_s, out_a = [], [], []
-    ws = source_shape[1]
-    ends = np.cumsum(counts)
+    ends = np.cumsum(nx * ny)
+    chunks = []
     start = 0
     while start < h * w:
         # Largest run of targets whose pairs fit in one chunk (at least one target).
         base = ends[start - 1] if start else 0
         stop = max(start + 1, int(np.searchsorted(ends, base + CHUNK_PAIRS, side="right")))
         stop = min(stop, h * w)
-        idx = np.arange(start, stop)
-        cnt = counts[idx]
-        t = np.repeat(idx, cnt)
-        if t.size:
-            local = np.arange(t.size) - np.repeat(np.cumsum(cnt) - cnt, cnt)
-            cx = bx0[t] + local % nx[t]
-            cy = by0[t] + local // nx[t]
-            area = cell_area(quad[:, :, t], sign[t], cx.astype(np.float64), cy.astype(np.float64))
-            keep = area > 0.0
-            out_t.append(t[keep]); out_s.append((cy * ws + cx)[keep]); out_a.append(area[keep])
+        chunks.append((start, stop))
         start = stop
-    if not out_t:
+    job = lambda span: _chunk_pieces(quad, sign, bx0, by0, nx, ny, *span, source_shape[1])
+    if ends[-1] >= rng.PARALLEL_MIN and len(chunks) > 1:
+        parts = list(rng.pool().map(job, chunks))
+    else:
+        parts = [job(idx) for idx in chunks]
+    parts = [q for q in parts if q is not None]
+    if not parts:
         return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float64)
-    return np.concatenate(out_t), np.concatenate(out_s), np.concatenate(out_a)
+    return tuple(np.concatenate(col) for col in zip(*parts))

@@ -9,14 +9,12 @@ source pixel is never over-committed, whatever the map.
 import numpy as np
 
 
-def particle2d_pieces(centers, source_shape, valid=None):
-    """Raw requests ``(target, source, weight)`` with weight > 0 (before ``/ S_k``)."""
-    hs, ws = source_shape
-    c = centers.astype(np.float64).reshape(-1, 2)
-    x, y = c[:, 0], c[:, 1]
-    ok = np.isfinite(x) & np.isfinite(y)
-    if valid is not None:
-        ok &= np.asarray(valid, bool).ravel()
+# Targets per task of the thread pool.
+CHUNK = 1 << 16
+
+
+def _chunk(x, y, ok, lo, hs, ws):
+    """Requests of targets ``lo, lo + 1, ...`` (``x, y, ok`` their slices)."""
     # Clip before flooring so that far-away particles cannot overflow the int cast.
     fx = np.where(ok, np.clip(x, -2.0, ws + 2.0), -2.0) - 0.5
     fy = np.where(ok, np.clip(y, -2.0, hs + 2.0), -2.0) - 0.5
@@ -26,11 +24,44 @@ def particle2d_pieces(centers, source_shape, valid=None):
     ty = fy - i0
     j0 = j0.astype(np.int64)
     i0 = i0.astype(np.int64)
-    t = np.arange(c.shape[0])
-    out_t, out_s, out_w = [], [], []
-    for di, dj, wgt in ((0, 0, (1 - tx) * (1 - ty)), (0, 1, tx * (1 - ty)),
-                        (1, 0, (1 - tx) * ty), (1, 1, tx * ty)):
-        ci, cj = i0 + di, j0 + dj
-        keep = ok & (wgt > 0) & (ci >= 0) & (ci < hs) & (cj >= 0) & (cj < ws)
-        out_t.append(t[keep]); out_s.append((ci * ws + cj)[keep]); out_w.append(wgt[keep])
-    return np.concatenate(out_t), np.concatenate(out_s), np.concatenate(out_w)
+    # (n, 4): the four requests of each target in the kernel's order, so that the
+    # record comes out sorted by target (what bridge_numpy's blocks want).
+    n = x.size
+    wgt = np.empty((n, 4), np.float64)
+    ux, uy = 1 - tx, 1 - ty
+    np.multiply(ux, uy, out=wgt[:, 0]); np.multiply(tx, uy, out=wgt[:, 1])
+    np.multiply(ux, ty, out=wgt[:, 2]); np.multiply(tx, ty, out=wgt[:, 3])
+    inx0 = (j0 >= 0) & (j0 < ws); inx1 = (j0 >= -1) & (j0 < ws - 1)
+    iny0 = (i0 >= 0) & (i0 < hs) & ok; iny1 = (i0 >= -1) & (i0 < hs - 1) & ok
+    keep = wgt > 0
+    keep[:, 0] &= iny0 & inx0; keep[:, 1] &= iny0 & inx1
+    keep[:, 2] &= iny1 & inx0; keep[:, 3] &= iny1 & inx1
+    base = i0 * ws + j0
+    src = np.empty((n, 4), np.int64)
+    src[:, 0] = base; src[:, 1] = base + 1; src[:, 2] = base + ws; src[:, 3] = base + ws + 1
+    flat = np.flatnonzero(keep)
+    return (flat >> 2) + lo, src.ravel()[flat], wgt.ravel()[flat]
+
+
+def particle2d_pieces(centers, source_shape, valid=None):
+    """Raw requests ``(target, source, weight)`` with weight > 0 (before ``/ S_k``),
+    sorted by target (each target's in the kernel's order)."""
+    from . import rng
+
+    hs, ws = source_shape
+    c = centers.reshape(-1, 2)
+    x = c[:, 0].astype(np.float64)
+    y = c[:, 1].astype(np.float64)
+    ok = np.isfinite(x) & np.isfinite(y)
+    if valid is not None:
+        ok &= np.asarray(valid, bool).ravel()
+    spans = [(lo, min(x.size, lo + CHUNK)) for lo in range(0, x.size, CHUNK)]
+    job = lambda span: _chunk(x[span[0]:span[1]], y[span[0]:span[1]], ok[span[0]:span[1]],
+                              span[0], hs, ws)
+    if x.size >= rng.PARALLEL_MIN and len(spans) > 1:
+        parts = list(rng.pool().map(job, spans))
+    else:
+        parts = [job(sp) for sp in spans]
+    if not parts:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float64)
+    return tuple(np.concatenate(col) for col in zip(*parts))

@@ -28,7 +28,10 @@ STREAM_SUBPIXEL = 5   # the upsampling baseline's sub-pixels (upsample.py)
 # records it (bake.json, ``noise_generator``) and refuses to resume one made by another.
 # 1: float64 Box-Muller with the libm's log/sin/cos (before 2026-11).
 # 2: float32 Box-Muller with the project's own log and sin/cos (below).
-GENERATOR_VERSION = 2
+# 3: the same normals; the grid variant's areas from the per-column form of Green's
+#    theorem (grid2d.py edge_columns/edge_row) and its pieces columns outer, rows inner
+#    (other bits of the grid noise; particle unchanged).
+GENERATOR_VERSION = 3
 
 # The float32 transform (normals4 in philox.cuh does the same operations in the same
 # order). Only + - * / and sqrt on IEEE float32, plus exact integer and bit operations,
@@ -70,22 +73,59 @@ BLOCK = 1 << 15
 
 
 def philox4x32_10(c0, c1, c2, c3, k0, k1):
-    """Philox4x32-10 on arrays of uint32 counters (broadcast); returns four uint32 arrays."""
-    c = np.broadcast_arrays(*(np.asarray(v, dtype=np.uint64) & MASK32 for v in (c0, c1, c2, c3)))
+    """Philox4x32-10 on arrays of uint32 counters (broadcast); returns four uint32 arrays.
+
+    When ``c2`` and ``c3`` are scalars (every draw of this package: stream and channel
+    group, frame), the first round's products of them are scalars too and round 1 and
+    the first half of round 2 take fewer array operations (same numbers)."""
+    k0, k1 = int(k0) & 0xFFFFFFFF, int(k1) & 0xFFFFFFFF
+    scalar23 = np.ndim(c2) == 0 and np.ndim(c3) == 0
+    if scalar23:
+        s2, s3 = int(c2) & 0xFFFFFFFF, int(c3) & 0xFFFFFFFF
+        c = np.broadcast_arrays(*(np.asarray(v, dtype=np.uint64) & MASK32 for v in (c0, c1)))
+    else:
+        c = np.broadcast_arrays(*(np.asarray(v, dtype=np.uint64) & MASK32
+                                  for v in (c0, c1, c2, c3)))
     shape = c[0].shape
     c = [v.reshape(-1) for v in c]
     n = c[0].size
     out = [np.empty(n, np.uint32) for _ in range(4)]
-    k0, k1 = int(k0) & 0xFFFFFFFF, int(k1) & 0xFFFFFFFF
     m = min(n, BLOCK)
     x0, x1, x2, x3, p0, p1 = (np.empty(m, np.uint64) for _ in range(6))
     for lo in range(0, n, BLOCK):
         hi = min(n, lo + BLOCK)
         b = hi - lo
         a0, a1, a2, a3, q0, q1 = x0[:b], x1[:b], x2[:b], x3[:b], p0[:b], p1[:b]
-        a0[...] = c[0][lo:hi]; a1[...] = c[1][lo:hi]; a2[...] = c[2][lo:hi]; a3[...] = c[3][lo:hi]
         r0, r1 = k0, k1
-        for _ in range(10):
+        rounds = 10
+        if scalar23:
+            # Round 1: M1 c2 is a scalar, so new c1 is one; M0 c0 an array.
+            prod = int(M1) * s2
+            np.multiply(c[0][lo:hi], M0, out=q0)
+            np.bitwise_xor(c[1][lo:hi], np.uint64((prod >> 32) ^ r0), out=a0)
+            np.right_shift(q0, SHIFT32, out=a2)
+            np.bitwise_xor(a2, np.uint64(s3 ^ r1), out=a2)
+            np.bitwise_and(q0, MASK32, out=a3)
+            lo1 = prod & 0xFFFFFFFF
+            r0 = (r0 + W0) & 0xFFFFFFFF
+            r1 = (r1 + W1) & 0xFFFFFFFF
+            # Round 2 with the scalar c1.
+            np.multiply(a0, M0, out=q0)
+            np.multiply(a2, M1, out=q1)
+            np.right_shift(q1, SHIFT32, out=a0)
+            np.bitwise_xor(a0, np.uint64(lo1 ^ r0), out=a0)
+            np.bitwise_and(q1, MASK32, out=a1)
+            np.right_shift(q0, SHIFT32, out=a2)
+            np.bitwise_xor(a2, a3, out=a2)
+            np.bitwise_xor(a2, np.uint64(r1), out=a2)
+            np.bitwise_and(q0, MASK32, out=a3)
+            r0 = (r0 + W0) & 0xFFFFFFFF
+            r1 = (r1 + W1) & 0xFFFFFFFF
+            rounds = 8
+        else:
+            a0[...] = c[0][lo:hi]; a1[...] = c[1][lo:hi]
+            a2[...] = c[2][lo:hi]; a3[...] = c[3][lo:hi]
+        for _ in range(rounds):
             np.multiply(a0, M0, out=q0)
             np.multiply(a2, M1, out=q1)
             np.right_shift(q1, SHIFT32, out=a0)       # new c0 = hi(M1 c2) ^ c1 ^ k0
@@ -134,9 +174,12 @@ def sincos_turn_f32(b):
     x2 = x * x
     s = x + x * (x2 * (SIN_C[0] + x2 * (SIN_C[1] + x2 * (SIN_C[2] + x2 * SIN_C[3]))))
     c = F(1.0) + x2 * (COS_C[0] + x2 * (COS_C[1] + x2 * (COS_C[2] + x2 * (COS_C[3] + x2 * COS_C[4]))))
-    swap = (q & np.uint32(1)).astype(bool)                           # quadrants 1, 3
-    cos = np.where(swap, s, c)
-    sin = np.where(swap, c, s)
+    # Quadrants 1, 3 swap sin and cos: a bit select (no data-dependent branch).
+    cb, sb = c.view(np.uint32), s.view(np.uint32)
+    d = cb ^ sb
+    d &= np.uint32(0) - (q & np.uint32(1))
+    cos = (cb ^ d).view(F)
+    sin = (sb ^ d).view(F)
     # Negate (flip the sign bit): cos in quadrants 1, 2; sin in quadrants 2, 3.
     cos.view(np.uint32)[...] ^= ((q + np.uint32(1)) & np.uint32(2)) << np.uint32(30)
     sin.view(np.uint32)[...] ^= (q & np.uint32(2)) << np.uint32(30)

@@ -207,3 +207,15 @@ def test_placeholder_section_and_benchmarks_md(tmp_path):
     new = md.read_text()
     assert "KEEP ME" in new and "# old" not in new and new.count(sections.END) == 1
     assert gpu_check.main(["--render", str(tmp_path / "nothing")]) == 1
+
+
+def test_bench_rerun_keeps_every_marked_section(tmp_path):
+    """A rerun of the CPU benchmark regenerates BENCHMARKS.md but keeps the GPU check's
+    section and the counted-work section, each where the new text has it or appended."""
+    old = tmp_path / "B.md"
+    old.write_text("# old\n\n<!-- work-count:begin x -->\nWORK\n<!-- work-count:end -->\n\n"
+                   + sections.BEGIN + "\nGPU\n" + sections.END + "\n")
+    new = sections.carry_section(old, "# new\n\n" + sections.BEGIN + "\nnone yet\n"
+                                 + sections.END + "\n")
+    assert "WORK" in new and "GPU" in new and "none yet" not in new and "# old" not in new
+    assert new.count(sections.END) == 1 and new.count("work-count:end") == 1

@@ -44,6 +44,10 @@ SHIM = os.path.join(HERE, "shim.h")
 CXX = os.environ.get("CXX", "g++")
 CXXFLAGS = ("-std=c++17", "-x", "c++", "-O1", "-ffp-contract=off", "-fno-fast-math",
             "-fPIC", "-shared")
+# CUPY_CORE_EMULATION_COUNT_FP64=1: compile with shim.h's counted double (EMU_COUNT_FP64),
+# so that EmulatedKernel.work also counts float64 operations by kind (count_work.py).
+if os.environ.get("CUPY_CORE_EMULATION_COUNT_FP64"):
+    CXXFLAGS = CXXFLAGS + ("-DEMU_COUNT_FP64",)
 CACHE_DIR = os.environ.get("CUPY_CORE_EMULATION_CACHE",
                            os.path.join(tempfile.gettempdir(), "cupy_core_cuda_emulation"))
 
@@ -69,7 +73,8 @@ C_TYPES = {
 
 _lock = threading.Lock()
 # What shim.h's WORK_COUNT counts, in the order of its emu_work slots.
-WORK_KINDS = ("philox", "normals", "geometry")
+WORK_KINDS = ("philox", "normals", "geometry", "f64_add", "f64_mul", "f64_div", "f64_sqrt",
+              "f64_cmp", "f64_cvt", "f64_other")
 
 
 class EmulationError(RuntimeError):
@@ -460,8 +465,8 @@ class EmulatedKernel:
         ptrs = (ctypes.c_void_p * max(len(args), 1))()
         for i, a in enumerate(args):
             ptrs[i] = self._pack(i, a, keep, arrays)
-        counters = (ctypes.c_ulonglong * 8).in_dll(self.module.lib, "emu_work")
-        for i in range(8):
+        counters = (ctypes.c_ulonglong * 16).in_dll(self.module.lib, "emu_work")
+        for i in range(16):
             counters[i] = 0
         self._launch(*g, *b, ptrs)
         self.launches += 1

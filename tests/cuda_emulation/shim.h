@@ -84,9 +84,73 @@ __device__ __forceinline__ float __uint_as_float(unsigned int u) {
 
 // Work counters (philox.cuh and bridge.cuh call WORK_COUNT; on the GPU it is nothing):
 // Philox blocks, normals, geometry evaluations (a target's for_each_piece walk), read
-// and reset around each launch by emulate.py (EmulatedKernel.work).
+// and reset around each launch by emulate.py (EmulatedKernel.work); with
+// EMU_COUNT_FP64 also the float64 operations by kind (below).
 #define WORK_philox 0
 #define WORK_normals 1
 #define WORK_geometry 2
-extern "C" { unsigned long long emu_work[8] = {0, 0, 0, 0, 0, 0, 0, 0}; }
+#define WORK_f64_add 3     // + - (and += -=)
+#define WORK_f64_mul 4     // *
+#define WORK_f64_div 5     // /
+#define WORK_f64_sqrt 6    // sqrt
+#define WORK_f64_cmp 7     // fmin, fmax, < <= > >= == !=
+#define WORK_f64_cvt 8     // to and from integers and float
+#define WORK_f64_other 9   // floor, ceil, copysign, fabs, isfinite
+extern "C" { unsigned long long emu_work[16] = {0}; }
 #define WORK_COUNT(what, n) (emu_work[WORK_##what] += (unsigned long long)(n))
+
+#ifdef EMU_COUNT_FP64
+// Every `double` of the kernel source becomes a cdouble: a double (same size and
+// layout, so arrays pass through unchanged) whose operations are counted. Constants
+// (a double literal) convert without being counted; integer and float conversions are
+// counted as conversions. Counts the operations as written in the source (no
+// compiler's common-subexpression elimination or constant folding), with fmad off.
+struct cdouble {
+    double v;
+    cdouble() = default;
+    constexpr cdouble(double x) : v(x) {}
+    cdouble(float x) : v(x) { WORK_COUNT(f64_cvt, 1); }
+    cdouble(int x) : v(x) { WORK_COUNT(f64_cvt, 1); }
+    cdouble(unsigned int x) : v(x) { WORK_COUNT(f64_cvt, 1); }
+    cdouble(long x) : v((double)x) { WORK_COUNT(f64_cvt, 1); }
+    cdouble(unsigned long x) : v((double)x) { WORK_COUNT(f64_cvt, 1); }
+    cdouble(long long x) : v((double)x) { WORK_COUNT(f64_cvt, 1); }
+    cdouble(unsigned long long x) : v((double)x) { WORK_COUNT(f64_cvt, 1); }
+    explicit operator float() const { WORK_COUNT(f64_cvt, 1); return (float)v; }
+    explicit operator int() const { WORK_COUNT(f64_cvt, 1); return (int)v; }
+    explicit operator long() const { WORK_COUNT(f64_cvt, 1); return (long)v; }
+    explicit operator long long() const { WORK_COUNT(f64_cvt, 1); return (long long)v; }
+    explicit operator unsigned int() const { WORK_COUNT(f64_cvt, 1); return (unsigned int)v; }
+    cdouble& operator+=(cdouble o) { WORK_COUNT(f64_add, 1); v += o.v; return *this; }
+    cdouble& operator-=(cdouble o) { WORK_COUNT(f64_add, 1); v -= o.v; return *this; }
+    cdouble& operator*=(cdouble o) { WORK_COUNT(f64_mul, 1); v *= o.v; return *this; }
+    cdouble& operator/=(cdouble o) { WORK_COUNT(f64_div, 1); v /= o.v; return *this; }
+};
+static_assert(sizeof(cdouble) == sizeof(double), "cdouble must be a double");
+inline cdouble operator+(cdouble a, cdouble b) { WORK_COUNT(f64_add, 1); return cdouble(a.v + b.v); }
+inline cdouble operator-(cdouble a, cdouble b) { WORK_COUNT(f64_add, 1); return cdouble(a.v - b.v); }
+inline cdouble operator*(cdouble a, cdouble b) { WORK_COUNT(f64_mul, 1); return cdouble(a.v * b.v); }
+inline cdouble operator/(cdouble a, cdouble b) { WORK_COUNT(f64_div, 1); return cdouble(a.v / b.v); }
+inline cdouble operator-(cdouble a) { return cdouble(-a.v); }   // a sign flip: free
+inline bool operator<(cdouble a, cdouble b) { WORK_COUNT(f64_cmp, 1); return a.v < b.v; }
+inline bool operator<=(cdouble a, cdouble b) { WORK_COUNT(f64_cmp, 1); return a.v <= b.v; }
+inline bool operator>(cdouble a, cdouble b) { WORK_COUNT(f64_cmp, 1); return a.v > b.v; }
+inline bool operator>=(cdouble a, cdouble b) { WORK_COUNT(f64_cmp, 1); return a.v >= b.v; }
+inline bool operator==(cdouble a, cdouble b) { WORK_COUNT(f64_cmp, 1); return a.v == b.v; }
+inline bool operator!=(cdouble a, cdouble b) { WORK_COUNT(f64_cmp, 1); return a.v != b.v; }
+inline cdouble sqrt(cdouble a) { WORK_COUNT(f64_sqrt, 1); return cdouble(std::sqrt(a.v)); }
+inline cdouble fmin(cdouble a, cdouble b) { WORK_COUNT(f64_cmp, 1); return cdouble(std::fmin(a.v, b.v)); }
+inline cdouble fmax(cdouble a, cdouble b) { WORK_COUNT(f64_cmp, 1); return cdouble(std::fmax(a.v, b.v)); }
+inline cdouble floor(cdouble a) { WORK_COUNT(f64_other, 1); return cdouble(std::floor(a.v)); }
+inline cdouble ceil(cdouble a) { WORK_COUNT(f64_other, 1); return cdouble(std::ceil(a.v)); }
+inline cdouble fabs(cdouble a) { WORK_COUNT(f64_other, 1); return cdouble(std::fabs(a.v)); }
+inline cdouble copysign(cdouble a, cdouble b) {
+    WORK_COUNT(f64_other, 1); return cdouble(std::copysign(a.v, b.v));
+}
+inline bool isfinite(cdouble a) { WORK_COUNT(f64_other, 1); return std::isfinite(a.v); }
+inline long long __double2ll_rn(cdouble a) { WORK_COUNT(f64_cvt, 1); return __double2ll_rn(a.v); }
+inline cdouble atomicAdd(cdouble* a, cdouble b) {
+    WORK_COUNT(f64_add, 1); cdouble old = *a; a->v += b.v; return old;
+}
+#define double cdouble
+#endif
