@@ -7,8 +7,7 @@ import cupy_core
 from cupy_core import stats
 from checks import assert_fresh_normal
 from maps import affine, centers3, corners3, rotation3, swirl3
-from test_grid3d import reference_record
-from test_particle3d import trilinear_reference
+from references3d import orientations, reference_record, trilinear_reference
 
 METHODS = ["grid", "particle"]
 
@@ -161,7 +160,6 @@ def swirl_step(t):
 
 
 def test_swirl_steps_are_injective_and_split_voxels():
-    from test_grid3d import orientations
     for t in (0, 1, 7, FRAMES - 1):
         assert orientations(swirl_step(t)).min() > 0.3
     frac = np.modf(swirl_step(3))[0]

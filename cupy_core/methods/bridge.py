@@ -15,7 +15,7 @@ rescaled). Draws are addressed by (target, source), so the order of work is irre
 
 These functions are the readable reference, one per pass; ``bridge_numpy`` runs the
 same arithmetic fused per block of pieces on a thread pool (the same bits:
-tests/test_kernels_emulated.py, test_fused_bridge_equals_the_passes).
+tests/methods/test_kernels_emulated.py, test_fused_bridge_equals_the_passes).
 """
 import threading
 

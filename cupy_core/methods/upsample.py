@@ -219,7 +219,6 @@ def upsample_numpy(prior, corners, source_shape, factor, valid, seed, frame):
     acc = np.zeros((channels, n_target))
     count = np.zeros(n_target, np.int64)
     cols = ws * factor
-    nn = float(factor * factor)
     band = int(max(1, min(hs, BAND_BYTES // (8 * channels * factor * factor * ws))))
     by_start = np.argsort(gy0, kind="stable")
     by_start = by_start[gy1[by_start] > gy0[by_start]]

@@ -2,7 +2,6 @@
 against Cycles' Vector pass, rasterised UVs against Cycles' UV pass, the Blender route
 against the trimesh command line on the same meshes and cameras, headless bakes."""
 import json
-import os
 
 import bpy
 import numpy as np

@@ -1,7 +1,7 @@
 """CPU and GPU give the same noise for the same seed (docs/DESIGN.md 4.4 property 6).
 
 Runs on a machine with CuPy and a CUDA device; elsewhere each test is skipped with the
-reason printed (``pytest -rs``). tests/test_kernels_emulated.py runs the same kernels
+reason printed (``pytest -rs``). tests/methods/test_kernels_emulated.py runs the same kernels
 through a host-side shim on every machine.
 """
 import numpy as np

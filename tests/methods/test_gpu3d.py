@@ -1,6 +1,6 @@
 """3-D (voxels): CPU and GPU give the same noise for the same seed (docs/DESIGN.md 4.4
 property 6), on a machine with CuPy and a CUDA device; elsewhere each test is skipped
-with the reason printed (``pytest -rs``). tests/test_kernels_emulated_3d.py runs the
+with the reason printed (``pytest -rs``). tests/methods/test_kernels_emulated_3d.py runs the
 same kernels through a host-side shim on every machine."""
 import numpy as np
 import pytest

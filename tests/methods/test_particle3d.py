@@ -7,6 +7,7 @@ import pytest
 import cupy_core
 from cupy_core.methods.particle3d import particle3d_pieces
 from maps import affine, corners3, centers3, fold3, rotation3, swirl3
+from references3d import trilinear_reference
 
 
 def record_dict(t, s, a):
@@ -16,26 +17,6 @@ def record_dict(t, s, a):
         assert key not in out
         out[key] = float(ai)
     return out
-
-
-def trilinear_reference(pos, source_shape):
-    """Weights prod over axes of max(0, 1 - |p - centre|) to every source centre,
-    divided by each source's total."""
-    ds, hs, ws = source_shape
-    zc, yc, xc = np.meshgrid(np.arange(ds) + 0.5, np.arange(hs) + 0.5, np.arange(ws) + 0.5,
-                             indexing="ij")
-    ref = {}
-    for t, (x, y, z) in enumerate(pos.reshape(-1, 3)):
-        if not np.isfinite([x, y, z]).all():
-            continue
-        wgt = (np.maximum(0, 1 - np.abs(x - xc)) * np.maximum(0, 1 - np.abs(y - yc))
-               * np.maximum(0, 1 - np.abs(z - zc))).ravel()
-        for k in np.flatnonzero(wgt > 0):
-            ref[(t, int(k))] = wgt[k]
-    totals = {}
-    for (t, k), w in ref.items():
-        totals[k] = totals.get(k, 0.0) + w
-    return {key: w / totals[key[1]] for key, w in ref.items()}
 
 
 MAPS = {

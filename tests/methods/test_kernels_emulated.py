@@ -31,7 +31,8 @@ if not emulate.compiler_available():
     pytest.skip(f"CUDA emulation needs a C++ compiler ({emulate.CXX!r} not found)",
                 allow_module_level=True)
 
-PROBE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "cuda_emulation", "probe.cu")
+TESTS = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PROBE = os.path.join(TESTS, "cuda_emulation", "probe.cu")
 CHANNELS = [1, 3, 4, 16, 17, 20]   # around GATHER_CHUNK = 16 and the groups of four
 
 
@@ -433,7 +434,7 @@ def test_count_work_counts_float64_operations(tmp_path):
     import json
     import subprocess
     out = tmp_path / "work.json"
-    script = os.path.join(os.path.dirname(__file__), "cuda_emulation", "count_work.py")
+    script = os.path.join(TESTS, "cuda_emulation", "count_work.py")
     subprocess.run([sys.executable, script, "--size", "12", "--channels", "4", "--json",
                     str(out)], check=True, capture_output=True, text=True)
     rec = json.loads(out.read_text())

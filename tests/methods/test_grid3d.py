@@ -7,84 +7,18 @@ expectations: the identity and integer translations (1 and 0 exactly), a rigid r
 tiling the source exactly once, an affine map (|det J| per target). The documented
 fail-safe for inverted, flat and NaN cells never gives a negative or NaN volume.
 """
-import itertools
 import os
 import re
 
 import numpy as np
 import pytest
-from scipy.spatial import ConvexHull, QhullError
 
 import cupy_core
 from cupy_core.methods import grid3d
 from maps import affine, corners3, centers3, fold3, rotation3, swirl3
+from references3d import orientations, reference_record
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-
-
-# ----------------------------------------------------------------------------- reference
-
-def kuhn_tets():
-    """The six tetrahedra of the Kuhn split as corner numbers b = dx + 2 dy + 4 dz:
-    v0 -> v0 + e_a -> v0 + e_a + e_b -> v7 for each permutation (a, b, c) of the axes."""
-    unit = (1, 2, 4)
-    return [(0, unit[a], unit[a] + unit[b], 7) for a, b, _ in itertools.permutations(range(3))]
-
-
-TRIPLES = np.array(list(itertools.combinations(range(10), 3)))
-
-
-def tet_box_volume(P, lo):
-    """Volume of conv(P) (4 points) inside the unit box at ``lo``: the polytope's
-    vertices are the feasible intersections of 3 of its 10 bounding planes."""
-    A, b = [], []
-    for i in range(4):
-        o = [P[j] for j in range(4) if j != i]
-        n = np.cross(o[1] - o[0], o[2] - o[0])
-        if np.linalg.norm(n) < 1e-14:
-            return 0.0                                  # flat tetrahedron
-        if n @ P[i] > n @ o[0]:
-            n = -n
-        A.append(n); b.append(n @ o[0])
-    for a in range(3):
-        e = np.zeros(3); e[a] = 1.0
-        A += [e, -e]; b += [lo[a] + 1.0, -lo[a]]
-    A, b = np.array(A), np.array(b)
-    M = A[TRIPLES]
-    ok = np.abs(np.linalg.det(M)) > 1e-12 * np.prod(np.linalg.norm(M, axis=2), axis=1)
-    if not ok.any():
-        return 0.0
-    X = np.linalg.solve(M[ok], b[TRIPLES[ok]][..., None])[..., 0]
-    scale = 1.0 + np.abs(A).sum(1)
-    X = X[np.all(X @ A.T <= b + 1e-9 * scale, axis=1)]
-    if len(X) < 4:
-        return 0.0
-    try:
-        return ConvexHull(X).volume
-    except QhullError:                                  # flat intersection
-        return 0.0
-
-
-def reference_record(corners, source_shape):
-    """{(target, source): volume}, summing the six tetrahedra's unsigned volumes."""
-    ds, hs, ws = source_shape
-    D, H, W = (s - 1 for s in corners.shape[:3])
-    ref = {}
-    for k, i, j in itertools.product(range(D), range(H), range(W)):
-        v = [corners[k + (b >> 2), i + ((b >> 1) & 1), j + (b & 1)] for b in range(8)]
-        lo = np.floor(np.min(v, 0)).astype(int)
-        hi = np.ceil(np.max(v, 0)).astype(int)
-        p = (k * H + i) * W + j
-        for tet in kuhn_tets():
-            P = np.array([v[q] for q in tet])
-            for z, y, x in itertools.product(range(max(lo[2], 0), min(hi[2], ds)),
-                                             range(max(lo[1], 0), min(hi[1], hs)),
-                                             range(max(lo[0], 0), min(hi[0], ws))):
-                vol = tet_box_volume(P, (x, y, z))
-                if vol > 0:
-                    key = (p, (z * hs + y) * ws + x)
-                    ref[key] = ref.get(key, 0.0) + vol
-    return ref
 
 
 def record_dict(t, s, a):
@@ -102,21 +36,6 @@ def assert_records_equal(got, ref, tol):
     assert worst < tol, f"largest volume difference {worst}"
 
 
-def orientations(c):
-    """Signed 6-volumes (6, D, H, W) of each cell's six tetrahedra, positive for the
-    identity (test-side, from ``kuhn_tets``)."""
-    D, H, W = (s - 1 for s in c.shape[:3])
-    V = [c[b >> 2:(b >> 2) + D, (b >> 1) & 1:((b >> 1) & 1) + H, b & 1:(b & 1) + W] for b in range(8)]
-    out = []
-    for perm, tet in zip(itertools.permutations(range(3)), kuhn_tets()):
-        det = np.linalg.det(np.stack([V[tet[1]] - V[tet[0]], V[tet[2]] - V[tet[0]],
-                                      V[tet[3]] - V[tet[0]]], axis=-2))
-        out.append(det * np.linalg.det(np.eye(3)[list(perm)]))
-    return np.stack(out)
-
-
-# ----------------------------------------------------------------------------- tables
-
 def test_tables_follow_the_kuhn_definition():
     tris, tets, corners = grid3d.kuhn_tables()
     np.testing.assert_array_equal(tris, grid3d.TRIS)
@@ -132,7 +51,7 @@ def test_tables_follow_the_kuhn_definition():
 
 
 def test_kernel_tables_match_numpy():
-    src = open(os.path.join(HERE, "..", "cupy_core", "methods", "grid3d.cu")).read()
+    src = open(os.path.join(HERE, "..", "..", "cupy_core", "methods", "grid3d.cu")).read()
 
     def table(name):
         m = re.search(name + r"[^=]*=\s*\{(.*?)\};", src, re.S)
