@@ -502,3 +502,15 @@ def test_resume_after_the_animation_changed_is_refused(shift_scene, tmp_path):
     import dataclasses
     res = B.run_bake(shift_scene, dataclasses.replace(settings, resume=False))
     assert res.resumed_frames == 0
+
+
+def test_resume_after_an_exr_changed_is_refused(shift_scene, tmp_path, exr_sequence):
+    """The EXR source fingerprints its files: after frame 4's file is replaced by
+    another render, the same settings are refused naming the EXR files, not spliced."""
+    out = tmp_path / "o"
+    exr_bake(shift_scene, out, exr_sequence)
+    files = sorted(exr_sequence.iterdir())
+    shutil.copyfile(files[1], files[3])                    # frame 4 := frame 2's render
+    with pytest.raises(BakeError, match="EXR files changed"):
+        exr_bake(shift_scene, out, exr_sequence)
+    assert exr_bake(shift_scene, out, exr_sequence, resume=False).resumed_frames == 0

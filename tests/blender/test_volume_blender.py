@@ -239,3 +239,18 @@ def test_scaled_domain_gets_cubic_voxels(scene, tmp_path):
     info = json.loads((tmp_path / "bake.json").read_text())
     np.testing.assert_allclose(info["source"]["voxel_size"], [0.25, 0.25, 0.25])
     assert info["source"]["voxels"] == [32, 32, 16]
+
+
+@needs_vdb
+def test_no_resume_rewrites_every_vdb(scene, tmp_path):
+    """--no-resume over a volume bake with another seed: every noise_XXXX.vdb holds the
+    new noise (a VDB was written only when missing before, so all kept the old seed's)."""
+    animate("Mover", range(1, 5), lambda f: (0.2 * f, 0, 0))
+    kw = dict(source="volume", out_dir=str(tmp_path), domain="Domain",
+              motion_objects=("Mover",), resolution=4, channels=2)
+    run_bake(scene, BakeSettings(seed=0, **kw))
+    run_bake(scene, BakeSettings(seed=1, resume=False, **kw))
+    for f in range(1, 5):
+        noise, _ = F.read_noise_vdb(str(tmp_path / f"noise_{f:04d}.vdb"))
+        np.testing.assert_array_equal(noise, np.load(tmp_path / f"noise_{f:04d}.npy"))
+    assert json.loads((tmp_path / "bake.json").read_text())["seed"] == 1
