@@ -10,6 +10,19 @@ import importlib.util as _ilu  # noqa: E402
 collect_ignore = [] if _ilu.find_spec("bpy") is not None else ["blender"]
 
 
+if _ilu.find_spec("numpy") is not None and _ilu.find_spec("bpy") is None:
+    import pytest  # noqa: E402
+
+    @pytest.fixture
+    def flows_file(tmp_path):
+        """``flows.npy`` of ``maps.smooth_flows()`` (3 flows of 16 x 16)."""
+        import numpy as np
+        from maps import smooth_flows
+        path = tmp_path / "flows.npy"
+        np.save(path, smooth_flows())
+        return path
+
+
 def pytest_terminal_summary(terminalreporter):
     """The register/stack/spill table of tests/methods/test_nvrtc.py (tests/nvrtc.py collects
     it), shown whether the tests pass or fail, with or without -s."""

@@ -86,3 +86,14 @@ def fold3(points, amplitude=2.0, period=5.0):
     return np.stack([x + amplitude * np.sin(k * y) * np.cos(k * z),
                      y + amplitude * np.sin(k * z) * np.cos(k * x),
                      z + amplitude * np.sin(k * x) * np.cos(k * y)], axis=-1)
+
+
+def smooth_flows(t=3, h=16, w=16):
+    """Backward flows ``(T, H, W, 2)`` of a gentle, varying translation plus shear
+    (never folding): the command-line tests' input."""
+    y, x = np.mgrid[0:h, 0:w] + 0.5
+    flows = np.empty((t, h, w, 2), np.float32)
+    for k in range(t):
+        flows[k, ..., 0] = 0.7 + 0.2 * k + 0.05 * y
+        flows[k, ..., 1] = -0.4 + 0.03 * x
+    return flows

@@ -362,12 +362,7 @@ def bake_flow_sequence(positions, out_dir, *, method="grid", seed=0, channels=4,
         if len(pshape) != 3 or pshape[-1] != 2:
             raise ValueError(f"positions of one frame must be (H, W, 2), got shape {pshape}")
         shape = pshape[:2] if at == "centers" else (pshape[0] - 1, pshape[1] - 1)
-    shape = tuple(_check_int("frame height and width", n) for n in shape)
-    if len(shape) != 2:
-        raise ValueError(f"shape must be (H, W), got {shape}")
-    shape = _check_shape(shape)
-    if latent_factor > min(shape):
-        raise ValueError(f"latent factor {latent_factor} is larger than the frame {shape}")
+    shape = _frame_shape(shape, latent_factor)
 
     params = {
         "source": source, "method": method, "seed": seed, "channels": channels,
@@ -424,12 +419,7 @@ def bake_frames(make_frame, out_dir, *, frame_count, shape, channels=4,
     latent_factor = _check_int("latent factor", latent_factor, 1)
     first_frame = _check_int("first frame", first_frame)
     frame_count = _check_int("frame count", frame_count, 1)
-    shape = tuple(_check_int("frame height and width", n) for n in shape)
-    if len(shape) != 2:
-        raise ValueError(f"shape must be (H, W), got {shape}")
-    shape = _check_shape(shape)
-    if latent_factor > min(shape):
-        raise ValueError(f"latent factor {latent_factor} is larger than the frame {shape}")
+    shape = _frame_shape(shape, latent_factor)
     record = {"source": source, "channels": channels, "shape": list(shape),
               "first_frame": first_frame, "frame_count": frame_count,
               "latent_factor": latent_factor}
@@ -439,6 +429,18 @@ def bake_frames(make_frame, out_dir, *, frame_count, shape, channels=4,
                      preview=preview, resume=resume, progress=progress, xp=xp,
                      on_frame=on_frame, target=target, inputs=inputs, sidecars=sidecars,
                      max_memory=max_memory)
+
+
+def _frame_shape(shape, latent_factor):
+    """A 2-D bake's ``(H, W)``, checked: whole numbers, not empty, not smaller than the
+    latent factor."""
+    shape = tuple(_check_int("frame height and width", n) for n in shape)
+    if len(shape) != 2:
+        raise ValueError(f"shape must be (H, W), got {shape}")
+    shape = _check_shape(shape)
+    if latent_factor > min(shape):
+        raise ValueError(f"latent factor {latent_factor} is larger than the frame {shape}")
+    return shape
 
 
 def _check_shape(shape):

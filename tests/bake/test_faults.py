@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from maps import smooth_flows
 from cupy_core.bake import files as bake_files
 from cupy_core.bake import memory
 from cupy_core.bake.loop import BakeMismatchError, bake_flow_sequence, flow_positions
@@ -30,14 +31,6 @@ H, W, C, T = 8, 8, 2, 3
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork (POSIX)")
 
-
-def smooth_flows(t=T, h=H, w=W):
-    y, x = np.mgrid[0:h, 0:w] + 0.5
-    flows = np.empty((t, h, w, 2), np.float32)
-    for k in range(t):
-        flows[k, ..., 0] = 0.7 + 0.2 * k + 0.05 * y
-        flows[k, ..., 1] = -0.4 + 0.03 * x
-    return flows
 
 
 def snapshot(folder):
@@ -163,7 +156,7 @@ def check_consistent(out):
 
 
 def test_sigkill_before_and_after_every_write_then_resume_is_bit_identical(tmp_path):
-    flows = smooth_flows()
+    flows = smooth_flows(T, H, W)
     ref = tmp_path / "ref"
     code, err = in_child(api_bake(ref, flows))
     assert code == 0, err
@@ -191,7 +184,7 @@ def test_sigkill_before_and_after_every_write_then_resume_is_bit_identical(tmp_p
 
 
 def test_a_resume_rewrites_sidecars_it_cannot_vouch_for(tmp_path):
-    flows = smooth_flows()
+    flows = smooth_flows(T, H, W)
     ref, out = tmp_path / "ref", tmp_path / "out"
     assert in_child(api_bake(ref, flows))[0] == 0
     assert in_child(api_bake(out, flows))[0] == 0
@@ -215,12 +208,6 @@ def cli_work(argv):
         return main([str(a) for a in argv])
     return work
 
-
-@pytest.fixture
-def flows_file(tmp_path):
-    path = tmp_path / "flows.npy"
-    np.save(path, smooth_flows())
-    return path
 
 
 @pytest.mark.parametrize("preview", [False, True])
@@ -362,7 +349,7 @@ def test_damaged_frames_on_resume_are_named(tmp_path, flows_file, damage, words)
 
 def test_no_resume_removes_every_file_of_each_earlier_kind_of_bake(tmp_path, flows_file):
     out = tmp_path / "out"
-    flows = smooth_flows()
+    flows = smooth_flows(T, H, W)
     # An API bake with previews and EXR sidecars, and a foreign VDB sidecar.
     assert in_child(api_bake(out, flows))[0] == 0
     (out / "noise_0001.vdb").write_bytes(b"vdb")
@@ -399,7 +386,7 @@ def test_resume_after_the_flow_file_changed_is_refused(tmp_path, flows_file):
     argv = [flows_file, "--out", out, "-q", "--channels", C]
     stop_after = WriteCounter(4, "after", lambda: os.kill(os.getpid(), signal.SIGKILL))
     assert in_child(cli_work(argv), hook=stop_after)[0] == -signal.SIGKILL
-    np.save(flows_file, smooth_flows() * 1.5)
+    np.save(flows_file, np.load(flows_file) * 1.5)
     code, err = in_child(cli_work(argv))
     assert code == 2, err
     assert "the flow file changed since frames 0-1 were baked" in err, err
@@ -436,7 +423,7 @@ def test_resume_after_the_mesh_files_changed_is_refused(tmp_path):
 
 
 def test_inputs_fingerprint_names_what_changed(tmp_path):
-    pos = flow_positions(smooth_flows())
+    pos = flow_positions(smooth_flows(T, H, W))
     out = tmp_path / "out"
     kw = dict(channels=C, progress=False)
     bake_flow_sequence(pos, out, inputs={"meshes": {"a.obj": "1", "b.obj": "2"},
@@ -512,7 +499,7 @@ def test_memory_refusals_in_the_users_terms(tmp_path, flows_file, monkeypatch):
     out = tmp_path / "out"
     code, err = in_child(cli_work([flows_file, "--out", out, "--max-memory", "1M"]))
     assert code == 2, err
-    assert err.startswith("error: frames of 8x8 with 4 channels need about 16 MB; "
+    assert err.startswith("error: frames of 16x16 with 4 channels need about 16 MB; "
                           "--max-memory allows 1.0 MB; lower the resolution"), err
     assert not out.exists()
     code, err = in_child(cli_work([flows_file, "--out", out, "--max-memory", "lots"]))
@@ -558,8 +545,8 @@ def test_latent_factor_that_does_not_divide_says_so(tmp_path, flows_file):
     out = tmp_path / "out"
     code, err = in_child(cli_work([flows_file, "--out", out, "-q", "--latent-factor", 3]))
     assert code == 0, err
-    assert err.startswith("note: latent factor 3 does not divide the 8x8 frames: "
-                          "latents.npy covers the first 6x6"), err
+    assert err.startswith("note: latent factor 3 does not divide the 16x16 frames: "
+                          "latents.npy covers the first 15x15"), err
     record = json.loads((out / "bake.json").read_text())
     assert "does not divide" in record["latents_note"]
 

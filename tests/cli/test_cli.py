@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from maps import smooth_flows
 import cupy_core
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -23,21 +24,6 @@ def cli(*args, cwd):
                           env=env, capture_output=True, text=True, timeout=300)
 
 
-def smooth_flows(t=T, h=H, w=W):
-    """Backward flows of a gentle, varying translation plus shear (never folding)."""
-    y, x = np.mgrid[0:h, 0:w] + 0.5
-    flows = np.empty((t, h, w, 2), np.float32)
-    for k in range(t):
-        flows[k, ..., 0] = 0.7 + 0.2 * k + 0.05 * y
-        flows[k, ..., 1] = -0.4 + 0.03 * x
-    return flows
-
-
-@pytest.fixture
-def flows_file(tmp_path):
-    path = tmp_path / "flows.npy"
-    np.save(path, smooth_flows())
-    return path
 
 
 def frame_files(folder):
