@@ -1,4 +1,4 @@
-"""CPU comparison against Deng et al.'s released code (DESIGN.md 11): their Taichi
+"""CPU comparison against Deng et al.'s released code (docs/DESIGN.md 11): their Taichi
 particle warper on Taichi's CPU backend, and this package's NumPy path, on the same
 input (``bench_map``: subpixel pan, swirl, wobble), frame by frame, in one process.
 
@@ -12,7 +12,7 @@ importable (``PYTHONPATH``):
         [--channels 4] [--frames 10] [--threads 2] [--before OLD/cupy_core] [--json out.json]
 
 Without ``--authors`` (or without taichi) only this package is timed, against the
-anchors recorded in DESIGN.md 11 (their particle code, 2 cores).
+anchors recorded in docs/DESIGN.md 11 (their particle code, 2 cores).
 
 Timing: their ``ParticleWarper.run()`` (one Taichi kernel launch, synchronised by
 ``ti.sync()``) excluding ``set_noise``/``set_deformation`` uploads, so the comparison
@@ -31,7 +31,7 @@ import time
 
 import numpy as np
 
-ANCHORS_MS = {256: 54.0, 512: 241.0, 1024: 979.0}   # their particle code, 2 cores (DESIGN.md 11)
+ANCHORS_MS = {256: 54.0, 512: 241.0, 1024: 979.0}   # their particle code, 2 cores (docs/DESIGN.md 11)
 
 
 def interleaved(fns, frames):
@@ -140,7 +140,7 @@ def main(argv=None):
             fns["grid_before"] = ours_frame("grid", n, args.channels, before)
         la = os.getloadavg()[0]
         wall, cpu = interleaved(fns, args.frames)
-        source = "measured" if theirs_fn is not None else "anchor (DESIGN.md 11)"
+        source = "measured" if theirs_fn is not None else "anchor (docs/DESIGN.md 11)"
         theirs = wall.get("authors", ANCHORS_MS.get(n))
         particle, grid = wall["particle"], wall["grid"]
         row = {"size": n, "channels": args.channels, "authors_particle_ms": theirs,

@@ -1,5 +1,5 @@
 """Benchmarks: speed, memory and quality of the grid and particle variants against the
-Chang et al. upsampling baseline (DESIGN.md 5, 11). Run through ``python build.py
+Chang et al. upsampling baseline (docs/DESIGN.md 5, 11). Run through ``python build.py
 bench [--quick]``, or ``python -m cupy_core.bench --help``.
 
 Writes, into ``--out`` (``benchmarks/``; ``benchmarks/quick/`` with ``--quick``):
@@ -70,7 +70,7 @@ BANDWIDTH = {"H100 SXM": 3.35e12, "H100 NVL": 3.9e12, "H100 PCIe": 2.0e12, "H100
              "A100 80GB PCIe": 1.935e12, "A100-PCIE-40GB": 1.555e12, "L40S": 8.64e11,
              "RTX 4090": 1.008e12}
 
-# DESIGN.md 11: anchors measured elsewhere, quoted for comparison.
+# docs/DESIGN.md 11: anchors measured elsewhere, quoted for comparison.
 ANCHORS_CPU = {(256, 256): 54.0, (512, 512): 241.0, (1024, 1024): 979.0}   # Taichi particle, 2 cores
 ANCHORS_GPU = {"Chang et al. (A100)": 55.2, "Deng et al. Taichi (A100)": 2.61,
                "Go-with-the-Flow (A100)": 2.14}                          # 1024 x 1024
@@ -142,7 +142,7 @@ def gpu_info():
 
 
 def floor_bytes(shape, channels):
-    """DESIGN.md 11: positions (float32) in, prior in, noise out: (d + 2C) x 4 bytes
+    """docs/DESIGN.md 11: positions (float32) in, prior in, noise out: (d + 2C) x 4 bytes
     per pixel."""
     return (len(shape) + 2 * channels) * 4 * int(np.prod(shape))
 
@@ -704,7 +704,7 @@ def write_markdown(path, records, quality, meta):
          f"* GPU: {meta['gpu']}." if has_gpu else
          "* GPU: **none: this run had no GPU**, so every number below is the NumPy path. "
          "The GPU path of the bench (CUDA-event timing, memory-pool peaks, the bandwidth "
-         "floor of DESIGN.md 11) is ready: on a machine with CuPy and a CUDA device, "
+         "floor of docs/DESIGN.md 11) is ready: on a machine with CuPy and a CUDA device, "
          "`python build.py gpu-check --out DIR` runs it with that machine's own Python "
          "and CuPy (the GPU check section below).",
          "", "Reproduce: `python build.py bench` (full, about 30 minutes on two cores), "
@@ -726,7 +726,7 @@ def write_markdown(path, records, quality, meta):
          "the record has `status: skipped`, the `reason` and the estimate). Peak memory: "
          "what one frame allocates beyond its inputs, output included (CPU: tracemalloc; "
          "GPU: a CuPy memory-pool hook).", "",
-         "The baseline (`method=\"upsample\"`, `factor=N`, DESIGN.md 5) splits every source "
+         "The baseline (`method=\"upsample\"`, `factor=N`, docs/DESIGN.md 5) splits every source "
          "pixel into N x N sub-pixels conditioned on its value and sums the sub-pixels whose "
          "centres fall in the warped pixel. Its cost is N^2 normal draws per pixel and "
          "channel; this implementation redraws sub-pixels from counters instead of storing "
@@ -742,10 +742,10 @@ def write_markdown(path, records, quality, meta):
         L += speed_tables(records, backend)
         L += [""]
         if backend == "cupy":
-            L += ["Against the bandwidth floor of DESIGN.md 11 ((d + 2C) x 4 bytes per pixel "
+            L += ["Against the bandwidth floor of docs/DESIGN.md 11 ((d + 2C) x 4 bytes per pixel "
                   "at the device's peak bandwidth) and the memory target (twice the prior "
                   "plus the output):", ""] + gpu_tables(records) + [""]
-            L += ["Anchors (DESIGN.md 11, A100 40GB, 1024 x 1024): " + ", ".join(
+            L += ["Anchors (docs/DESIGN.md 11, A100 40GB, 1024 x 1024): " + ", ".join(
                 f"{k} {v} ms" for k, v in ANCHORS_GPU.items()) + ".", ""]
         else:
             rows = []
@@ -756,7 +756,7 @@ def write_markdown(path, records, quality, meta):
                         rows.append(f"{m} {_shape_str(shape)} x 4: {r['ms_per_frame']:,.0f} ms "
                                     f"vs {anchor:,.0f} ms ({r['ms_per_frame'] / anchor:.2f}x)")
             if rows:
-                L += ["Against the CPU anchor of DESIGN.md 11 (Deng et al.'s released Taichi "
+                L += ["Against the CPU anchor of docs/DESIGN.md 11 (Deng et al.'s released Taichi "
                       "particle code, float64, on a 2-core machine of this project's kind): "
                       + "; ".join(rows) + ".", ""]
         L += [f"### Peak memory, {title}", ""] + memory_table(records, backend) + [""]

@@ -1,4 +1,4 @@
-// The four passes of the Brownian-bridge sampling (DESIGN.md 4.2, 4.3), generic over
+// The four passes of the Brownian-bridge sampling (docs/DESIGN.md 4.2, 4.3), generic over
 // a geometry that enumerates the pieces of a target pixel. cupy_core/bridge.py holds
 // the NumPy twin of each pass. Memory: S_k and T_k[C] per source, G_p[C] per target
 // (the sum of the target's piece draws: each normal is drawn once) and, for a costly

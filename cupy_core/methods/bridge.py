@@ -1,4 +1,4 @@
-"""Sampling the pieces (DESIGN.md 4.2, 4.3): the NumPy path of the four bridge passes.
+"""Sampling the pieces (docs/DESIGN.md 4.2, 4.3): the NumPy path of the four bridge passes.
 
 Each function mirrors one kernel pass of ``bridge.cuh``:
 

@@ -69,7 +69,7 @@ what is computed for such cells ("consistent" cells, decided by the signs of the
 tetrahedra's determinants), and the boundary triangles' pieces are shared with the
 neighbours on the CPU. Cells with mixed orientations take the per-tetrahedron sum.
 Where cells fold over each other a source voxel may be claimed more than once
-(``s > 1``); the bridge then rescales its pieces (DESIGN.md 4.2). A cell with a NaN
+(``s > 1``); the bridge then rescales its pieces (docs/DESIGN.md 4.2). A cell with a NaN
 corner, or marked invalid, has no pieces (fresh noise). Corners are clamped to
 ``+-2^30`` first so that no intermediate product can overflow.
 

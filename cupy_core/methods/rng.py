@@ -1,4 +1,4 @@
-"""Counter-based standard normals: Philox4x32-10 with Box-Muller (DESIGN.md 6).
+"""Counter-based standard normals: Philox4x32-10 with Box-Muller (docs/DESIGN.md 6).
 
 This is the NumPy twin of ``philox.cuh``. A draw is addressed by a counter
 ``(c0, c1, stream << 24 | channel // 4, frame)`` under the key ``(seed_lo, seed_hi)``,

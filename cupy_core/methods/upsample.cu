@@ -1,4 +1,4 @@
-// The baseline: Chang et al. 2024 upsampling-based integral noise (DESIGN.md 5).
+// The baseline: Chang et al. 2024 upsampling-based integral noise (docs/DESIGN.md 5).
 // upsample.py is the readable NumPy reference (same formulas, same order of
 // operations; compiled with --fmad=false so that sub-pixel membership, which hangs on
 // comparisons of computed crossings, is decided identically on both).

@@ -1,4 +1,4 @@
-"""The baseline: Chang et al. 2024 upsampling-based integral noise (DESIGN.md 5).
+"""The baseline: Chang et al. 2024 upsampling-based integral noise (docs/DESIGN.md 5).
 
 NumPy reference and launcher of ``upsample.cu``. It is in the project to be measured
 against (``python build.py bench``), never as a default.
@@ -22,7 +22,7 @@ spans half-open in x, so a centre on an edge shared by two quads belongs to exac
 one of them and a tiling of quads counts every centre once.
 
 With n_k centres of source k inside R_p and count = sum n_k, the moments given the
-prior are those of DESIGN.md 4.4 item 3 with areas a[p, k] = n_k / N^2:
+prior are those of docs/DESIGN.md 4.4 item 3 with areas a[p, k] = n_k / N^2:
 E[Y_p | X] = sum n_k X_k / (N sqrt(count)), Var = 1 - sum n_k^2 / (N^2 count).
 
 Random numbers: u_s is drawn at counter (source k, sub-pixel s = row * N + column,

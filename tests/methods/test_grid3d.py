@@ -1,4 +1,4 @@
-"""The grid variant in 3-D (voxels): partition volumes (DESIGN.md 4.1, 4.4 property 5).
+"""The grid variant in 3-D (voxels): partition volumes (docs/DESIGN.md 4.1, 4.4 property 5).
 
 Volumes are checked against an independent reference (each tetrahedron of the Kuhn
 split intersected with each voxel as a convex polytope: its vertices by brute-force

@@ -1,5 +1,5 @@
 """The CUDA kernels, run on the CPU through a host-side shim, against the NumPy path
-(DESIGN.md 4.4 property 6; sections 6 and 11) on machines without a GPU.
+(docs/DESIGN.md 4.4 property 6; sections 6 and 11) on machines without a GPU.
 
 tests/cuda_emulation/ compiles each ``.cu`` file of cupy_core with g++ (``shim.h``
 supplies ``__global__``, ``blockIdx``, ``atomicAdd`` ...) and installs a fake ``cupy``

@@ -1,5 +1,5 @@
 """The 3-D CUDA kernels (grid3d.cu, particle3d.cu), run on the CPU through the host-side
-shim of tests/cuda_emulation, against the NumPy path (DESIGN.md 4.4 property 6).
+shim of tests/cuda_emulation, against the NumPy path (docs/DESIGN.md 4.4 property 6).
 
 Same harness as tests/methods/test_kernels_emulated.py (its fake-CuPy fixture and comparison
 helpers): cupy_core.warp takes its GPU branch unchanged, with the kernel arguments

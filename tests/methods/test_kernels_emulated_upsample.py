@@ -1,5 +1,5 @@
 """The upsampling baseline's kernels (upsample.cu), run on the CPU through the g++ shim
-of tests/cuda_emulation, against the NumPy path (upsample.py): DESIGN.md 4.4 property 6
+of tests/cuda_emulation, against the NumPy path (upsample.py): docs/DESIGN.md 4.4 property 6
 for method="upsample". tests/methods/test_kernels_emulated.py explains the emulation.
 """
 import os

@@ -1,4 +1,4 @@
-"""The float32 normal transform of rng.py / philox.cuh (DESIGN.md 6): its quality over
+"""The float32 normal transform of rng.py / philox.cuh (docs/DESIGN.md 6): its quality over
 10^8 draws, its tails, the largest value it can reach, and the generator version that
 bakes record (an old bake is not resumed with other noise).
 

@@ -1,4 +1,4 @@
-"""DESIGN.md 4.4 property 5: grid areas are exact polygon overlaps (checked with shapely,
+"""docs/DESIGN.md 4.4 property 5: grid areas are exact polygon overlaps (checked with shapely,
 an independent clipping library), particle weights follow the bilinear formula; and the
 documented fail-safe for folded quads never gives a negative or NaN area."""
 import numpy as np

@@ -1,4 +1,4 @@
-"""Philox4x32-10 and Box-Muller (DESIGN.md 6)."""
+"""Philox4x32-10 and Box-Muller (docs/DESIGN.md 6)."""
 import numpy as np
 import pytest
 
