@@ -205,6 +205,18 @@ def _import_addon():
     return blender_addon
 
 
+def _addon_with_bpy():
+    """The add-on package once bpy imports; None, after one ``error:`` line, when it
+    does not."""
+    try:
+        import bpy  # noqa: F401
+    except ImportError as exc:
+        print(f"error: cannot import bpy ({exc}): run inside Blender, or pip install bpy",
+              file=sys.stderr)
+        return None
+    return _import_addon()
+
+
 GPU_FLAGS = ("--install-gpu-support", "--remove-gpu-support")
 
 
@@ -219,13 +231,9 @@ def gpu_main(argv, run_probe=None):
     p.add_argument("--wheels", default=None, metavar="DIR",
                    help="install from this folder of wheels (no network)")
     args = p.parse_args(argv)
-    try:
-        import bpy  # noqa: F401  (the folder is the extension's user folder)
-    except ImportError as exc:
-        print(f"error: cannot import bpy ({exc}): run inside Blender, or pip install bpy",
-              file=sys.stderr)
+    addon = _addon_with_bpy()    # the folder is the extension's user folder: bpy's
+    if addon is None:
         return 2
-    addon = _import_addon()
     from importlib import import_module
     G = import_module(addon.__name__ + ".gpu_support")
     try:
@@ -299,13 +307,10 @@ def main(argv=None, blend_file=None):
             return 2
         blend_file, argv = argv[0], argv[1:]
     args = parser.parse_args(frames_joined(argv))
-    try:
-        import bpy
-    except ImportError as exc:
-        print(f"error: cannot import bpy ({exc}): run inside Blender, or pip install bpy",
-              file=sys.stderr)
+    addon = _addon_with_bpy()
+    if addon is None:
         return 2
-    addon = _import_addon()
+    import bpy
     activate_gpu_support(addon)
     from importlib import import_module
     bake = import_module(addon.__name__ + ".bake")
