@@ -316,7 +316,12 @@ def main(argv=None, blend_file=None):
     bake = import_module(addon.__name__ + ".bake")
     settings_module = import_module(addon.__name__ + ".settings")
 
-    old_handlers = {}     # until the bake's own (bake.stops), and back after it
+    # Before the bake a stop signal raises (nothing written yet). From the bake's start
+    # it is only recorded: the bake's own handlers (bake.stops) stop it at a safe
+    # point, and one arriving just outside them (as the bake begins or ends) is
+    # reported after it, never raised in the middle of putting the handlers back.
+    late = []
+    old_handlers = {}
     for sig, handler in ((signal.SIGTERM, _terminated), (signal.SIGINT, _interrupted)):
         try:
             old_handlers[sig] = signal.signal(sig, handler)
@@ -333,14 +338,16 @@ def main(argv=None, blend_file=None):
             print(f"[noise] frame {frame}: {done}/{total} done "
                   f"({time.monotonic() - t0:.1f} s)", flush=True)
 
+        for sig in old_handlers:
+            signal.signal(sig, lambda signum, frame: late.append(signum))
         result = bake.run_bake(bpy.context.scene, settings, progress=progress)
     except bake.BakeInterrupted as exc:
         print(f"\ninterrupted by {exc}", file=sys.stderr, flush=True)
         return exc.exit_code
-    except (KeyboardInterrupt, Terminated) as exc:
+    except (KeyboardInterrupt, Terminated) as exc:     # before the bake started
         code = 143 if isinstance(exc, Terminated) else 130
-        print(f"\ninterrupted by {'SIGTERM' if code == 143 else 'Ctrl-C (SIGINT)'}: every "
-              f"file in {args.out} is whole; rerun the same command to resume",
+        print(f"\ninterrupted by {'SIGTERM' if code == 143 else 'Ctrl-C (SIGINT)'} before "
+              "the bake started; nothing was written (rerun the same command to bake)",
               file=sys.stderr)
         return code
     except (bake.BakeError, ValueError) as exc:
@@ -355,7 +362,17 @@ def main(argv=None, blend_file=None):
     kept = f" ({result.resumed_frames} resumed)" if result.resumed_frames else ""
     print(f"[noise] wrote {len(result.frames)} frames{kept} of {result.noise_shape} noise, "
           f"latents {result.latents_shape}, to {result.out_dir}", flush=True)
+    if late:
+        return _ended_by(late[0])
     return 0
+
+
+def _ended_by(signum):
+    """A stop signal that came as the bake ended: the bake is complete; say so."""
+    name = "Ctrl-C (SIGINT)" if signum == signal.SIGINT else "SIGTERM"
+    print(f"interrupted by {name} as the bake ended: every file is whole (a rerun "
+          "finds the bake complete)", file=sys.stderr, flush=True)
+    return 128 + signum
 
 
 _LATE = None       # run_as_script: stop signals that arrive after the bake
@@ -392,15 +409,13 @@ def run_as_script():
     except (KeyboardInterrupt, Terminated) as exc:
         code = 143 if isinstance(exc, Terminated) else 130
         print(f"\ninterrupted by {'SIGTERM' if code == 143 else 'Ctrl-C (SIGINT)'} before "
-              "the bake started; nothing was written", file=sys.stderr)
+              "the bake started; nothing was written (rerun the same command to bake)",
+              file=sys.stderr)
     for sig in old:
         signal.signal(sig, _record)
     sys.stdout.flush()
     if _LATE and not code:
-        name = "Ctrl-C (SIGINT)" if _LATE[0] == signal.SIGINT else "SIGTERM"
-        print(f"interrupted by {name} as the bake ended: every file is whole (a rerun "
-              "finds the bake complete)", file=sys.stderr)
-        code = 128 + _LATE[0]
+        code = _ended_by(_LATE[0])
     sys.stderr.flush()
     for sig in old:   # ignored while the interpreter and Blender shut down (a stop
         signal.signal(sig, signal.SIG_IGN)   # then would kill it mid-exit: exit -2/-15)

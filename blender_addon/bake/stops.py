@@ -80,7 +80,19 @@ class StopSignals:
         self.installed = bool(self._old)
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, exc_type, exc, tb):
+        # A signal recorded after the last safe point (the bake done) is passed on to
+        # the handler that was there before, once it is back, rather than lost (Python's
+        # default Ctrl-C handler then raises KeyboardInterrupt, as it would have).
+        unseen = self.signum if exc_type is None and self._old else None
+        olds = {sig: old for sig, (old, _) in self._old.items()}
+        self._restore()
+        handler = olds.get(unseen)
+        if callable(handler):
+            handler(unseen, None)
+        return False
+
+    def _restore(self):
         for sig, (old, raw) in self._old.items():
             try:
                 if old is not None:
@@ -93,7 +105,6 @@ class StopSignals:
                 pass
         self._old.clear()
         self.installed = False
-        return False
 
     @property
     def requested(self):

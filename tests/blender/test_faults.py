@@ -196,6 +196,68 @@ def test_signal_handlers_are_restored(shift_scene, tmp_path):
     assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == before
 
 
+def test_a_signal_after_the_last_safe_point_is_passed_on_not_lost():
+    """A signal the bake recorded but never reached a safe point for (it came after
+    the last one) goes to the handler that was there before, after that is back; one
+    that stopped the bake (an exception on the way out) does not."""
+    from blender_addon.bake.stops import StopSignals
+    got = []
+    old = signal.signal(signal.SIGTERM, lambda signum, frame: got.append(signum))
+    try:
+        with StopSignals() as stops:
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(0.01)
+            assert stops.requested and got == []
+        assert got == [signal.SIGTERM]
+        got.clear()
+        with pytest.raises(B.BakeInterrupted):
+            with StopSignals() as stops:
+                os.kill(os.getpid(), signal.SIGTERM)
+                time.sleep(0.01)
+                stops.check("stopped")
+        assert got == []
+    finally:
+        signal.signal(signal.SIGTERM, old)
+
+
+@pytest.mark.parametrize("where", ["inside", "outside"])
+def test_headless_reports_a_signal_as_the_bake_ends(fault_blend, tmp_path, capsys,
+                                                     monkeypatch, where):
+    """SIGTERM as the bake ends, in the bake's own handlers after its last safe point
+    or just after they are gone: the bake is complete and whole, the exit is 143 with a
+    message, nothing is raised (CI once caught it raised while the handlers were being
+    put back, "before the bake started")."""
+    from blender_addon import headless
+    from blender_addon.bake import context as bake_context
+    real_run, real_report = B.run_bake, bake_context.BakeContext.report
+
+    ends = []
+
+    def report(self, done, frame):       # the last frame on disk, then the bake's end
+        real_report(self, done, frame)
+        ends.extend([done] if done == self.total else [])
+        if where == "inside" and len(ends) == 2:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    def run(*a, **k):
+        result = real_run(*a, **k)
+        if where == "outside":
+            os.kill(os.getpid(), signal.SIGTERM)
+        return result
+
+    monkeypatch.setattr(bake_context.BakeContext, "report", report)
+    monkeypatch.setattr(B, "run_bake", run)
+    before = signal.getsignal(signal.SIGTERM)
+    out = tmp_path / "o"
+    code = headless.main(["--out", str(out), "--device", "cpu"], blend_file=fault_blend)
+    err = capsys.readouterr().err
+    assert code == 143, err
+    assert "as the bake ended" in err and "rerun" in err, err
+    assert signal.getsignal(signal.SIGTERM) is before
+    rec = json.load(open(out / "bake.json"))
+    assert rec["status"] == "complete" and rec["frames"]["count"] == FAULT_FRAMES
+
+
 # --------------------------------------------------------------------------- 2. temp files
 
 def test_temporary_renders_do_not_pile_up(shift_scene, tmp_path, monkeypatch):
