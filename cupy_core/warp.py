@@ -62,7 +62,7 @@ def _upsample(prior, positions, at, factor, seed, frame, source_shape, target_sh
     xp = array_module(prior)
     corners, valid = _geometry("grid", positions, at)
     if xp is np:
-        flat = prior.astype(np.float32).astype(np.float64).reshape(-1, channels)
+        flat = prior.astype(np.float32, copy=False).astype(np.float64).reshape(-1, channels)
         out = upsample_numpy(flat, corners, source_shape, factor, valid, seed, frame)
         return out.astype(np.float32).reshape(target_shape + (channels,))
     valid_arg = (xp.ascontiguousarray(valid, dtype=xp.uint8) if valid is not None
@@ -115,7 +115,7 @@ def _bridge(prior, geom, valid, method, source_shape, target_shape, channels, se
     normalise_all = method == "particle"
     if xp is np:
         t, s, w = _pieces_numpy(method, geom, valid, source_shape)
-        flat = prior.astype(np.float32).astype(np.float64).reshape(-1, channels)
+        flat = prior.astype(np.float32, copy=False).astype(np.float64).reshape(-1, channels)
         out = bridge.bridge_numpy(flat, t, s, w, n_target, normalise_all, seed, frame)
         return out.astype(np.float32).reshape(target_shape + (channels,))
     valid_arg = (xp.ascontiguousarray(xp.asarray(valid), dtype=xp.uint8) if valid is not None

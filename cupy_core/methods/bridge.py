@@ -172,24 +172,32 @@ def bridge_numpy(prior, target, source, weight, n_target, normalise_all, seed, f
     """
     prior = np.asarray(prior, dtype=np.float64)
     n_source, channels = prior.shape
-    if target.size and not (target[1:] >= target[:-1]).all():
+    n = target.size
+    half = n // 2
+
+    def pass1(lo, hi):
+        """Pass 1 on half the pieces: integer-valued sums, exact in any order; with them
+        each source's piece count (for T below) and whether the half is in order."""
+        src = source[lo:hi]
+        return (np.bincount(src, np.rint(weight[lo:hi] * S_SCALE), minlength=n_source),
+                np.bincount(src, minlength=n_source),
+                bool((target[lo + 1:hi] >= target[lo:hi - 1]).all()))
+
+    (s_a, n_a, in_order_a), (s_b, n_b, in_order_b) = _map(pass1, [(0, half), (half, n)])
+    S = (s_a + s_b) / S_SCALE
+    per_source = int((n_a + n_b).max()) if n else 0
+    if n and not (in_order_a and in_order_b and (half == 0 or target[half] >= target[half - 1])):
         order = np.argsort(target, kind="stable")   # keeps each target's own order
         target, source, weight = target[order], source[order], weight[order]
     blocks = _target_blocks(target, BLOCK_PIECES)
-    # Pass 1 in two halves on the pool: integer-valued sums, exact in any order.
-    half = target.size // 2
-    S = sum(_map(lambda lo, hi: np.bincount(source[lo:hi], np.rint(weight[lo:hi] * S_SCALE),
-                                            minlength=n_source),
-                 [(0, half), (half, target.size)])) / S_SCALE
     div = divisor(S, normalise_all)
-    a = np.empty(target.size, np.float64)       # scaled areas, filled per block in pass 2
+    a = np.empty(n, np.float64)                 # scaled areas, filled per block in pass 2
     G = np.zeros((channels, n_target), np.float64)
     k0, k1 = rng.seed_key(seed)
     fw = rng.frame_word(frame)
     groups = (channels + 3) // 4
     # T in fixed point: integer-valued float64 sums are exact, whatever the order,
     # while every partial sum stays below 2^53 (see sum_pieces); otherwise int64 adds.
-    per_source = np.bincount(source, minlength=n_source).max() if source.size else 0
     exact = per_source * (rng.max_abs_normal() * T_SCALE + 1.0) < 2.0 ** 52
     T = np.zeros((channels, n_source), np.float64 if exact else np.int64)
     lock = threading.Lock()
@@ -231,7 +239,10 @@ def bridge_numpy(prior, target, source, weight, n_target, normalise_all, seed, f
             else:
                 np.add.at(T[c], src, fixed[c].astype(np.int64))
     del wide
-    T = T / T_SCALE
+    if T.dtype != np.float64:
+        T = T.astype(np.float64)                # what T / T_SCALE converts it to
+    rng.parallel_blocks(n_source, lambda lo, hi: np.divide(T[:, lo:hi], T_SCALE,
+                                                           out=T[:, lo:hi]), block=1 << 16)
     D = remainders_fused(prior, T, S, normalise_all, seed, frame)
 
     out = np.empty((n_target, channels), np.float64)
@@ -278,8 +289,14 @@ def remainders_fused(prior, T, S, normalise_all, seed, frame):
         if k.size:
             zr = rng.normals_cm(k, 0xFFFFFFFF, rng.STREAM_REMAINDER, channels, frame, seed)
             Dk = prior[k].T - (T[:, k] + np.sqrt(rest[k]) * zr)
-    np.subtract(prior.T, T, out=T)
-    T[:, ~used] = 0.0
+    unused = ~used
+
+    def block(lo, hi):
+        Tb = T[:, lo:hi]
+        np.subtract(prior[lo:hi].T, Tb, out=Tb)
+        np.copyto(Tb, 0.0, where=unused[lo:hi])
+
+    rng.parallel_blocks(T.shape[1], block, block=1 << 16)
     if Dk is not None:
         T[:, k] = Dk
     return T

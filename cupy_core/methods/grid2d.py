@@ -32,6 +32,8 @@ import numpy as np
 # Pairs (target, cell) processed at once on the CPU (one task of the thread pool):
 # bounds memory for any map, and keeps the temporaries in cache.
 CHUNK_PAIRS = 1 << 15
+# Targets per band of rows for the quads and cell ranges (one task of the pool).
+BAND_TARGETS = 1 << 16
 
 
 def _orient(ax, ay, bx, by, cx, cy):
@@ -227,6 +229,32 @@ def _chunk_pieces(quad, sign, bx0, by0, nx, ny, lo, hi, ws):
     return t, src, a
 
 
+def _quads_and_ranges(corners, ok, source_shape):
+    """``quads`` and ``cell_ranges`` of all targets, worked out in bands of target rows
+    on the thread pool (both are per target, so the bands give the same numbers)."""
+    from . import rng
+
+    h, w = corners.shape[0] - 1, corners.shape[1] - 1
+    rows = max(1, BAND_TARGETS // max(w, 1))
+    bands = [(i, min(h, i + rows)) for i in range(0, h, rows)]
+    if h * w < rng.PARALLEL_MIN or len(bands) < 2:
+        quad, sign = quads(corners)
+        return quad, sign, cell_ranges(quad, ok, source_shape)
+    quad = np.empty((4, 2, h * w), np.float64)
+    sign = np.empty(h * w, np.float64)
+    ranges = tuple(np.empty(h * w, np.int64) for _ in range(4))
+
+    def band(span):
+        lo, hi = span[0] * w, span[1] * w
+        q, sg = quads(corners[span[0]:span[1] + 1])
+        quad[:, :, lo:hi], sign[lo:hi] = q, sg
+        for whole, part in zip(ranges, cell_ranges(q, ok[lo:hi], source_shape)):
+            whole[lo:hi] = part
+
+    list(rng.pool().map(band, bands))
+    return quad, sign, ranges
+
+
 def grid2d_pieces(corners, source_shape, valid=None):
     """Partition record of the grid variant: ``(target, source, area)`` with area > 0,
     in the kernels' order (targets ascending; per target columns outer, rows inner).
@@ -237,9 +265,8 @@ def grid2d_pieces(corners, source_shape, valid=None):
     from . import rng
 
     h, w = corners.shape[0] - 1, corners.shape[1] - 1
-    quad, sign = quads(corners)
     ok = np.ones(h * w, bool) if valid is None else np.asarray(valid, bool).ravel()
-    bx0, by0, nx, ny = cell_ranges(quad, ok, source_shape)
+    quad, sign, (bx0, by0, nx, ny) = _quads_and_ranges(corners, ok, source_shape)
     ends = np.cumsum(nx * ny)
     chunks = []
     start = 0
@@ -258,4 +285,4 @@ def grid2d_pieces(corners, source_shape, valid=None):
     parts = [q for q in parts if q is not None]
     if not parts:
         return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float64)
-    return tuple(np.concatenate(col) for col in zip(*parts))
+    return tuple(rng.concatenate(col) for col in zip(*parts))

@@ -64,4 +64,4 @@ def particle2d_pieces(centers, source_shape, valid=None):
         parts = [job(sp) for sp in spans]
     if not parts:
         return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float64)
-    return tuple(np.concatenate(col) for col in zip(*parts))
+    return tuple(rng.concatenate(col) for col in zip(*parts))

@@ -464,6 +464,7 @@ def test_numpy_blocks_and_threads_change_no_bit(cp, monkeypatch, method, name):
         monkeypatch.setattr(bridge, "BLOCK_PIECES", 7)
         monkeypatch.setattr(bridge, "WIDE_MIN", wide)
         monkeypatch.setattr(grid2d, "CHUNK_PAIRS", 5)
+        monkeypatch.setattr(grid2d, "BAND_TARGETS", 1)     # a band per row of targets
         monkeypatch.setattr(particle2d, "CHUNK", 3)
         monkeypatch.setattr(rng, "PARALLEL_MIN", 1)
         _compare_to_numpy(gpu.get(), lambda: cupy_core.warp(prior, pos, method=method,
@@ -502,3 +503,34 @@ def test_fused_bridge_equals_the_passes(monkeypatch, method, name):
         monkeypatch.setattr(bridge, "BLOCK_PIECES", block)
         got = bridge.bridge_numpy(prior, t, s, a, h * wd, method == "particle", 9, 4)
         assert np.array_equal(got, ref)
+
+
+@pytest.mark.parametrize("method", ["grid", "particle"])
+def test_fused_bridge_takes_the_record_in_any_order(monkeypatch, method):
+    """A record not sorted by target is sorted first, keeping each target's own order:
+    the same bits as the sorted record. Also when each half (pass 1 checks the halves on
+    two threads) is in order and only the step between them is not."""
+    import importlib
+    from cupy_core.methods import bridge
+    w = importlib.import_module("cupy_core.warp")
+    monkeypatch.setattr(rng, "PARALLEL_MIN", 1)
+    monkeypatch.setattr(bridge, "BLOCK_PIECES", 9)
+    normalise_all = method == "particle"
+    src, (h, wd), make = MAPS["swirl"]
+    geom, valid = w._geometry(method, make(h, wd, "corners"), "corners")
+    t, s, a = w._pieces_numpy(method, geom, valid, src)
+    prior = _prior(src, 5, 3).reshape(-1, 5).astype(np.float64)
+    ref = bridge.bridge_numpy(prior, t, s, a, h * wd, normalise_all, 9, 4)
+    runs = np.split(np.arange(t.size), np.flatnonzero(np.diff(t)) + 1)
+    order = np.concatenate(runs[::-1])        # targets descending, each in its own order
+    got = bridge.bridge_numpy(prior, t[order], s[order], a[order], h * wd, normalise_all, 9, 4)
+    assert np.array_equal(got, ref)
+    # Halves in order, the step between them not: targets 5..7 then 0..2.
+    t2 = np.array([0, 1, 1, 2, 5, 5, 6, 7])
+    s2 = np.array([0, 1, 2, 3, 4, 5, 6, 7])
+    a2 = np.array([1.0, 0.5, 0.25, 1.0, 0.5, 0.75, 1.0, 0.125])
+    p2 = np.arange(24, dtype=np.float64).reshape(8, 3) / 7.0 - 1.5
+    ref2 = bridge.bridge_numpy(p2, t2, s2, a2, 8, normalise_all, 9, 4)
+    swap = np.r_[4:8, 0:4]
+    got2 = bridge.bridge_numpy(p2, t2[swap], s2[swap], a2[swap], 8, normalise_all, 9, 4)
+    assert np.array_equal(got2, ref2)
