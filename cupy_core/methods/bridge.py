@@ -206,11 +206,8 @@ def bridge_numpy(prior, target, source, weight, n_target, normalise_all, seed, f
     def draw(lo, hi):
         b = hi - lo
         z = np.empty((groups * 4, b), rng.F)
-        for u in range(0, b, rng.BLOCK):
-            v = min(b, u + rng.BLOCK)
-            rng._normals_block(target[lo + u:lo + v].view(np.uint64),
-                               source[lo + u:lo + v].view(np.uint64), rng.STREAM_PIECE,
-                               groups, fw, k0, k1, z[:, u:v])
+        rng.normals_into(z, target[lo:hi].view(np.uint64), source[lo:hi].view(np.uint64),
+                         rng.STREAM_PIECE, fw, k0, k1)
         ab = np.divide(weight[lo:hi], np.take(div, source[lo:hi]), out=a[lo:hi])
         zi = np.multiply(z[:channels], np.sqrt(ab))           # sqrt(a_i) z, float64
         t0 = int(target[lo])

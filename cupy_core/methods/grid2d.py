@@ -198,15 +198,21 @@ def _chunk_pieces(quad, sign, bx0, by0, nx, ny, lo, hi, ws):
     area = np.empty((n, 4), np.float64)   # (column offset, row offset) = (k, r) at 2k + r
     with np.errstate(invalid="ignore", divide="ignore", over="ignore"):  # masked targets
         edge = edge_setup(xa, ya, xb, yb)
+        x0 = cx0.astype(np.float64)
+        y0 = cy0.astype(np.float64)
+        rows = [(y0, y0 + 1.0), (y0 + 1.0, y0 + 2.0)]       # the same values as cy0 + r
+        nsg = -sg
         for k in (0, 1):
-            col = edge_columns(edge, (cx0 + k).astype(np.float64))
+            col = edge_columns(edge, x0 + k)
             for r in (0, 1):
-                y0 = (cy0 + r).astype(np.float64)
-                term = edge_row(*col, y0, y0 + 1.0)
-                total = 0.0 + term[0]
-                for e in range(1, 4):
-                    total += term[e]
-                area[:, 2 * k + r] = np.fmax(-total * sg, 0.0)      # fail-safe 3
+                term = edge_row(*col, *rows[r])
+                # (A -0.0 first term, where the kernel adds to +0.0, can only change
+                # the sign of a zero total, and a zero area is dropped either way.)
+                total = np.add(term[0], term[1])
+                total += term[2]
+                total += term[3]
+                np.multiply(total, nsg, out=total)
+                np.fmax(total, 0.0, out=area[:, 2 * k + r])        # fail-safe 3
     keep = area > 0.0
     for k in (0, 1):                      # offsets inside the target's cell range
         keep[:, 2 * k:2 * k + 2] &= (cnx > k)[:, None]

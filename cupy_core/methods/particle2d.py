@@ -39,6 +39,8 @@ def _chunk(x, y, ok, lo, hs, ws):
     base = i0 * ws + j0
     src = np.empty((n, 4), np.int64)
     src[:, 0] = base; src[:, 1] = base + 1; src[:, 2] = base + ws; src[:, 3] = base + ws + 1
+    if keep.all():             # most chunks under smooth motion: nothing to drop
+        return np.repeat(np.arange(lo, lo + n, dtype=np.int64), 4), src.ravel(), wgt.ravel()
     flat = np.flatnonzero(keep)
     return (flat >> 2) + lo, src.ravel()[flat], wgt.ravel()[flat]
 

@@ -67,9 +67,14 @@ def frame_word(frame):
     return int(frame) & 0xFFFFFFFF
 
 
-# Elements per block of the vectorised rounds: small enough that the working arrays
-# stay in cache, large enough that NumPy's per-call overhead does not matter.
+# Elements per task of the thread pool (and per block of the bridge's draws).
 BLOCK = 1 << 15
+# Elements per pass of Philox's rounds and of the normal transform: small enough that
+# the working arrays stay in the core's first caches (8192 x 6 uint64 is 384 KB; the
+# transform's float32 temporaries 32 KB each), large enough that NumPy's per-call
+# overhead does not matter. Measured: a 32768-element task takes about 0.65x the time
+# in passes of 8192 than in one pass.
+PASS = 1 << 13
 
 
 def philox4x32_10(c0, c1, c2, c3, k0, k1):
@@ -90,10 +95,10 @@ def philox4x32_10(c0, c1, c2, c3, k0, k1):
     c = [v.reshape(-1) for v in c]
     n = c[0].size
     out = [np.empty(n, np.uint32) for _ in range(4)]
-    m = min(n, BLOCK)
+    m = min(n, PASS)
     x0, x1, x2, x3, p0, p1 = (np.empty(m, np.uint64) for _ in range(6))
-    for lo in range(0, n, BLOCK):
-        hi = min(n, lo + BLOCK)
+    for lo in range(0, n, PASS):
+        hi = min(n, lo + PASS)
         b = hi - lo
         a0, a1, a2, a3, q0, q1 = x0[:b], x1[:b], x2[:b], x3[:b], p0[:b], p1[:b]
         r0, r1 = k0, k1
@@ -207,11 +212,18 @@ def max_abs_normal():
     return _MAX_ABS[0]
 
 
-def _normals_block(c0, c1, stream, groups, fw, k0, k1, out):
-    for g in range(groups):
-        r0, r1, r2, r3 = philox4x32_10(c0, c1, (int(stream) << 24) | g, fw, k0, k1)
-        out[4 * g], out[4 * g + 1] = box_muller_f32(r0, r1)
-        out[4 * g + 2], out[4 * g + 3] = box_muller_f32(r2, r3)
+def normals_into(out, c0, c1, stream, fw, k0, k1):
+    """Fill ``out`` (float32 ``(4 groups, N)``) with the normals of draws ``(c0, c1)``
+    (uint64 ``(N,)``) for ``frame_word`` ``fw`` and key ``(k0, k1)``, a pass of
+    ``PASS`` draws at a time (the work of one task; ``normals_cm`` shares them out)."""
+    groups = out.shape[0] // 4
+    for lo in range(0, c0.size, PASS):
+        hi = min(c0.size, lo + PASS)
+        for g in range(groups):
+            r0, r1, r2, r3 = philox4x32_10(c0[lo:hi], c1[lo:hi], (int(stream) << 24) | g,
+                                           fw, k0, k1)
+            out[4 * g, lo:hi], out[4 * g + 1, lo:hi] = box_muller_f32(r0, r1)
+            out[4 * g + 2, lo:hi], out[4 * g + 3, lo:hi] = box_muller_f32(r2, r3)
 
 
 # Draws above this many are split over a pool of threads (NumPy releases the GIL in its
@@ -275,7 +287,7 @@ def normals_cm(c0, c1, stream, channels, frame, seed):
     out = np.empty((groups * 4, c0.size), dtype=F)
 
     def run(lo, hi):
-        _normals_block(c0[lo:hi], c1[lo:hi], stream, groups, fw, k0, k1, out[:, lo:hi])
+        normals_into(out[:, lo:hi], c0[lo:hi], c1[lo:hi], stream, fw, k0, k1)
 
     parallel_blocks(c0.size, run)
     return out[:channels]
