@@ -69,12 +69,12 @@ def frame_word(frame):
 
 # Elements per task of the thread pool (and per block of the bridge's draws).
 BLOCK = 1 << 15
-# Elements per pass of Philox's rounds and of the normal transform: small enough that
-# the working arrays stay in the core's first caches (8192 x 6 uint64 is 384 KB; the
-# transform's float32 temporaries 32 KB each), large enough that NumPy's per-call
-# overhead does not matter. Measured: a 32768-element task takes about 0.65x the time
-# in passes of 8192 than in one pass.
-PASS = 1 << 13
+# Elements per pass of Philox's rounds and of the normal transform. Smaller passes keep
+# the temporaries in the first caches and run faster on one thread, but every NumPy
+# call releases and retakes the GIL, and with two threads those hand-overs cost more
+# than the cache saves: passes of 8192 took 1.6x the time of 32768 for a 1024 x 1024 x
+# 4 particle frame on 2 cores (65536 and 131072: no better than 32768).
+PASS = 1 << 15
 
 
 def philox4x32_10(c0, c1, c2, c3, k0, k1):
