@@ -115,7 +115,7 @@ def _bridge(prior, geom, valid, method, source_shape, target_shape, channels, se
     normalise_all = method == "particle"
     if xp is np:
         t, s, w = _pieces_numpy(method, geom, valid, source_shape)
-        flat = prior.astype(np.float32, copy=False).astype(np.float64).reshape(-1, channels)
+        flat = prior.astype(np.float32, copy=False).reshape(-1, channels)   # as the GPU's
         out = bridge.bridge_numpy(flat, t, s, w, n_target, normalise_all, seed, frame)
         return out.astype(np.float32).reshape(target_shape + (channels,))
     valid_arg = (xp.ascontiguousarray(xp.asarray(valid), dtype=xp.uint8) if valid is not None

@@ -163,14 +163,17 @@ def _map(fn, items):
 
 
 def bridge_numpy(prior, target, source, weight, n_target, normalise_all, seed, frame):
-    """The whole bridge on the CPU. ``prior``: ``(n_source, C)``; returns ``(n_target, C)``.
+    """The whole bridge on the CPU. ``prior``: ``(n_source, C)``, float32 or float64;
+    returns float64 ``(n_target, C)``.
 
     The same passes as the functions above (and the kernels), fused per block of pieces:
     pass 2 draws a block's normals, keeps its fixed-point values for T and adds its
     targets' G in cache; pass 4 gathers a block's targets. Blocks run on the thread
     pool; no sum depends on the split (fixed point for sources, whole targets per block).
     """
-    prior = np.asarray(prior, dtype=np.float64)
+    prior = np.asarray(prior)     # float32 is used as it is (exact in float64 arithmetic)
+    if prior.dtype not in (np.float32, np.float64):
+        prior = prior.astype(np.float64)
     n_source, channels = prior.shape
     n = target.size
     half = n // 2
