@@ -17,9 +17,9 @@ anchors recorded in docs/DESIGN.md 11 (their particle code, 2 cores).
 Timing: their ``ParticleWarper.run()`` (one Taichi kernel launch, synchronised by
 ``ti.sync()``) excluding ``set_noise``/``set_deformation`` uploads, so the comparison
 flatters them slightly; ours: one ``cupy_core.warp`` call, input checks and geometry
-included. The contenders run interleaved, frame by frame (theirs, our particle, our
-grid, theirs, ...), after two warm-up rounds (Taichi compiles its kernel in the
-first); medians of ``--frames`` frames, wall and process CPU time, and the load
+included. The contenders run interleaved, frame by frame, the order turning by one
+each round (theirs, our particle, our grid; then our particle, our grid, theirs; ...),
+after two warm-up rounds (Taichi compiles its kernel in the first); medians of ``--frames`` frames, wall and process CPU time, and the load
 average before and after each size.
 """
 import argparse
@@ -37,17 +37,22 @@ ANCHORS_MS = {256: 54.0, 512: 241.0, 1024: 979.0}   # their particle code, 2 cor
 def interleaved(fns, frames):
     """Median wall and CPU milliseconds per frame of each callable in ``fns`` (a dict),
     run in turn frame by frame (two warm-up rounds first), so that a change in the
-    machine's load hits every contender alike. CPU time is the process's (all threads:
-    Taichi's and NumPy's pools run in this process)."""
+    machine's load hits every contender alike. The order turns by one each round, so
+    that every contender follows every other equally often: whichever ran right after
+    Taichi's kernel was measured 15-25% slower (a fixed order once made the package
+    before a change look faster than after it, and the other way round when swapped).
+    CPU time is the process's (all threads: Taichi's and NumPy's pools run in this
+    process)."""
+    keys = list(fns)
     for _ in range(2):
         for fn in fns.values():
             fn()
     wall = {k: [] for k in fns}
     cpu = {k: [] for k in fns}
-    for _ in range(frames):
-        for k, fn in fns.items():
+    for i in range(frames):
+        for k in keys[i % len(keys):] + keys[:i % len(keys)]:
             t, c = time.perf_counter(), time.process_time()
-            fn()
+            fns[k]()
             wall[k].append((time.perf_counter() - t) * 1000.0)
             cpu[k].append((time.process_time() - c) * 1000.0)
     return ({k: statistics.median(v) for k, v in wall.items()},
