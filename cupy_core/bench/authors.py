@@ -38,9 +38,9 @@ def interleaved(fns, frames):
     """Median wall and CPU milliseconds per frame of each callable in ``fns`` (a dict),
     run in turn frame by frame (two warm-up rounds first), so that a change in the
     machine's load hits every contender alike. The order turns by one each round, so
-    that every contender follows every other equally often: whichever ran right after
-    Taichi's kernel was measured 15-25% slower (a fixed order once made the package
-    before a change look faster than after it, and the other way round when swapped).
+    that every contender takes every place equally often: with a fixed order the
+    timings depended on the place (a package before a change looked faster than after
+    it, and the other way round with the two swapped; cause not pinned down).
     CPU time is the process's (all threads: Taichi's and NumPy's pools run in this
     process)."""
     keys = list(fns)
