@@ -6,7 +6,7 @@ sequences (``cupy_core.surface.meshio``)."""
 import os
 import re
 
-__all__ = ["has_frame_pattern", "frame_path", "frame_glob", "sequence_files",
+__all__ = ["has_frame_pattern", "frame_path", "sequence_files",
            "pattern_files"]
 
 _RUN = re.compile(r"#+")
@@ -26,13 +26,6 @@ def frame_path(path, frame):
     head, name = os.path.split(str(path))
     run = _run(name)
     return os.path.join(head, name.replace(run, f"{int(frame):0{len(run)}d}", 1))
-
-
-def frame_glob(path):
-    """A glob pattern matching every frame of ``path`` (each ``#`` one digit)."""
-    head, name = os.path.split(str(path))
-    run = _run(name)
-    return os.path.join(head, name.replace(run, "[0-9]" * len(run), 1))
 
 
 def _pattern_regex(name):

@@ -11,7 +11,7 @@ import re
 
 import numpy as np
 
-from ..bake.sequences import frame_glob, has_frame_pattern
+from ..bake.sequences import has_frame_pattern, pattern_files
 from .camera import rays
 from .maps import Mesh, geometry_from_hits, uv_from_hits
 from .raster import corner_points
@@ -40,7 +40,12 @@ def sequence_files(path):
         files = [os.path.join(path, n) for n in os.listdir(path)
                  if n.lower().endswith(MESH_EXTENSIONS)]
     elif has_frame_pattern(path):
-        files = glob.glob(frame_glob(path))
+        # In frame order; a frame number longer than the run of # (frame 10000 of
+        # mesh_####.obj) or negative is found too, and two files for one frame refused.
+        files = list(pattern_files(path, what="mesh sequence").values())
+        if not files:
+            raise ValueError(f"mesh sequence {path!r}: no mesh files found")
+        return files
     elif any(c in path for c in "*?["):
         files = glob.glob(path)
     elif os.path.isfile(path):
