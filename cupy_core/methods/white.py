@@ -6,7 +6,7 @@ import numpy as np
 
 from . import rng
 from .cuda import launch, u32
-from ..conventions import COUNTER_LIMIT
+from ..conventions import check_cell_count
 
 
 def white_noise(shape, channels, *, seed=0, frame=0, xp=np):
@@ -18,10 +18,8 @@ def white_noise(shape, channels, *, seed=0, frame=0, xp=np):
     if int(channels) != channels or channels < 1:
         raise ValueError(f"channels must be an integer >= 1, got {channels}")
     channels = int(channels)
+    check_cell_count(shape)         # the one refusal, in pixels or voxels
     n = int(np.prod(shape))
-    if n >= COUNTER_LIMIT:
-        raise ValueError(f"shape {shape} has {n} cells; the random counters address at "
-                         "most 2^32 - 1")
     k0, k1 = rng.seed_key(seed)
     if xp is np:
         z = rng.normals(np.arange(n, dtype=np.uint64), 0, rng.STREAM_WHITE, channels, frame, seed)
