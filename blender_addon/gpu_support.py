@@ -483,14 +483,32 @@ def _delete(folder):
 
 # --------------------------------------------------------------------------- probe
 
-def device_info(refresh=False):
+_background_probe = []      # the thread probing for a panel, while it runs
+
+
+def device_info(refresh=False, wait=True):
     """``{"cupy": version or None, "gpu": name or None, "error": text or None}`` for
     the panel, from the core's GPU probe (``cupy_core.device.gpu_status``: run once per
-    process, it compiles and launches a kernel; ``refresh`` runs it again)."""
+    process, it imports CuPy, compiles and launches a kernel, a second or more;
+    ``refresh`` runs it again). ``wait=False`` (a panel's draw): None until the probe
+    has run, which it then does in a background thread, so that the first draw does
+    not freeze the window (``probing()`` says whether it still runs)."""
     from cupy_core.device import gpu_status
-    status = gpu_status(refresh=refresh)
+    status = gpu_status(refresh=refresh, wait=wait)
+    if status is None:
+        if not probing():
+            thread = threading.Thread(target=gpu_status, name="cupy_noise GPU probe",
+                                      daemon=True)
+            _background_probe[:] = [thread]
+            thread.start()
+        return None
     return {"cupy": status.cupy_version, "gpu": status.name if status.ok else None,
             "error": None if status.ok else f"{status.reason}; {status.advice}"}
+
+
+def probing():
+    """True while a background probe started by ``device_info(wait=False)`` runs."""
+    return bool(_background_probe) and _background_probe[0].is_alive()
 
 
 def probe():

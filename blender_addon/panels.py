@@ -27,6 +27,33 @@ def memory_line(scene, s):
             + (f" of {format_size(free)} free" if free else ""))
 
 
+def device_line():
+    """The device line of the panel and the preferences: the GPU found, or why the CPU
+    runs. The probe behind it takes a second or more the first time (CuPy's import, a
+    kernel compiled), so it runs in the background: "checking" until then, and a redraw
+    once it is done."""
+    from .gpu_support import device_info
+    info = device_info(wait=False)
+    if info is None:
+        if not bpy.app.timers.is_registered(redraw_when_probed):
+            bpy.app.timers.register(redraw_when_probed, first_interval=0.25)
+        return "GPU: checking...", info
+    return (f"GPU: {info['gpu']} (CuPy {info['cupy']})" if info["gpu"]
+            else f"CPU only: {info['error']}"), info
+
+
+def redraw_when_probed():
+    from .gpu_support import probing
+    if probing():
+        return 0.25                       # look again in a quarter of a second
+    wm = getattr(bpy.context, "window_manager", None)
+    for window in (wm.windows if wm is not None else ()):
+        for area in window.screen.areas:
+            if area.type in ("PROPERTIES", "PREFERENCES"):
+                area.tag_redraw()
+    return None
+
+
 class CUPYNOISE_PT_bake(bpy.types.Panel):
     bl_label = "Warped Noise"
     bl_space_type = "PROPERTIES"
@@ -34,7 +61,6 @@ class CUPYNOISE_PT_bake(bpy.types.Panel):
     bl_context = "output"
 
     def draw(self, context):
-        from .gpu_support import device_info
         s = context.scene.cupy_noise
         layout = self.layout
         layout.use_property_split = True
@@ -92,11 +118,9 @@ class CUPYNOISE_PT_bake(bpy.types.Panel):
         row.label(text=memory_line(context.scene, s), icon="MEMORY")
         layout.prop(s, "out_dir")
         layout.prop(s, "device")
-        info = device_info()
         row = layout.row()
         row.alignment = "RIGHT"
-        row.label(text=(f"GPU: {info['gpu']} (CuPy {info['cupy']})" if info["gpu"]
-                        else f"CPU only: {info['error']}"))
+        row.label(text=device_line()[0])
         col = layout.column(heading="Formats")
         col.label(text="noise_XXXX.npy, latents.npy, bake.json")
         if volume:
@@ -116,4 +140,14 @@ class CUPYNOISE_PT_bake(bpy.types.Panel):
 classes = (CUPYNOISE_PT_bake,)
 
 
-register, unregister = bpy.utils.register_classes_factory(classes)
+_register, _unregister = bpy.utils.register_classes_factory(classes)
+
+
+def register():
+    _register()
+
+
+def unregister():
+    if bpy.app.timers.is_registered(redraw_when_probed):
+        bpy.app.timers.unregister(redraw_when_probed)
+    _unregister()

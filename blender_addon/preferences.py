@@ -19,12 +19,15 @@ class CupyNoisePreferences(bpy.types.AddonPreferences):
                     "(offline machines, render farms)")
 
     def draw(self, context):
-        from .gpu_support import device_info
-        info = device_info()
+        from .panels import device_line
+        line, info = device_line()
         col = self.layout.column()
-        col.label(text=f"CuPy: {info['cupy'] or 'not installed'}",
-                  icon="CHECKMARK" if info["cupy"] else "ERROR")
-        col.label(text=f"GPU: {info['gpu'] or info['error']}")
+        if info is None:                  # the probe still runs in the background
+            col.label(text=line)
+        else:
+            col.label(text=f"CuPy: {info['cupy'] or 'not installed'}",
+                      icon="CHECKMARK" if info["cupy"] else "ERROR")
+            col.label(text=f"GPU: {info['gpu'] or info['error']}")
         col.label(text=f"Python: {sys.executable}")
         box = col.box()
         for line in GPU_HELP:

@@ -8,6 +8,7 @@ compares the bits with the NumPy twin. ``device="auto"`` uses the GPU only when 
 probe passed, and otherwise warns once, naming the cause and what to install;
 ``device="gpu"`` raises ``GpuUnavailableError`` with the same text.
 """
+import threading
 import warnings
 from dataclasses import dataclass
 
@@ -52,6 +53,7 @@ class GpuUnavailableError(ValueError):
 
 _status = None
 _warned = False
+_probing = threading.Lock()     # one probe at a time (a UI may probe in the background)
 
 
 def _version(v):
@@ -108,13 +110,17 @@ def _probe():
     return GpuStatus(True, **found)
 
 
-def gpu_status(refresh=False):
+def gpu_status(refresh=False, wait=True):
     """The probe's ``GpuStatus``, run once per process (``refresh=True`` runs it again,
-    after installing CuPy, say)."""
+    after installing CuPy, say). ``wait=False``: the status if the probe has run, else
+    None at once (it may be running in another thread)."""
     global _status
-    if _status is None or refresh:
-        _status = _probe()
-    return _status
+    if not wait:
+        return None if refresh else _status
+    with _probing:
+        if _status is None or refresh:
+            _status = _probe()
+        return _status
 
 
 def use_gpu(device):

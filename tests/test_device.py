@@ -129,3 +129,22 @@ def test_command_line_device_gpu_is_exit_2(tmp_path, capsys):
         with pytest.warns(RuntimeWarning, match="running on the CPU"):
             code = cli_main([str(flows), "--out", str(tmp_path / "auto"), "-q"])
         assert code == 0 and len(list((tmp_path / "auto").glob("noise_*.npy"))) == 3
+
+
+def test_status_without_waiting_and_one_probe_at_a_time():
+    """``wait=False`` answers at once: None before the probe has run, the status after.
+    Probes from two threads at once run one after the other, and the second finds the
+    first's result (a panel probes in the background while a bake may start)."""
+    import threading
+    with fake_cupy.installed(version="13.6.0"):
+        assert device.gpu_status(wait=False) is None
+        results = []
+        threads = [threading.Thread(target=lambda: results.append(device.gpu_status()))
+                   for _ in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert len(results) == 2 and results[0] is results[1] and results[0].ok
+        assert device.gpu_status(wait=False) is results[0]
+        assert device.gpu_status(refresh=True, wait=False) is None   # refresh must wait

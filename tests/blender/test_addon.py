@@ -58,6 +58,48 @@ def test_register_unregister(addon):
     assert bpy.types.CUPYNOISE_PT_bake.bl_context == "output"
 
 
+def test_panel_checks_the_gpu_in_the_background(addon, monkeypatch):
+    """The panel's first draw does not wait for the GPU probe (CuPy's import and a
+    compile, a second or more): "checking" and a redraw timer, then the result; the
+    timer goes with the add-on."""
+    import threading
+    import time
+    import types
+
+    import cupy_core.device as core_device
+    from blender_addon import gpu_support, panels
+
+    release = threading.Event()
+    done = []
+    status = types.SimpleNamespace(ok=True, name="Some GPU", cupy_version="13.6.0",
+                                   reason=None, advice=None)
+
+    def gpu_status(refresh=False, wait=True):
+        if not wait:
+            return status if done else None
+        release.wait(10)
+        done.append(1)
+        return status
+
+    monkeypatch.setattr(core_device, "gpu_status", gpu_status)
+    t0 = time.monotonic()
+    assert panels.device_line() == ("GPU: checking...", None)
+    assert time.monotonic() - t0 < 1.0
+    assert bpy.app.timers.is_registered(panels.redraw_when_probed)
+    assert panels.redraw_when_probed() == 0.25             # still probing: look again
+    release.set()
+    deadline = time.monotonic() + 10
+    while gpu_support.probing() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert panels.redraw_when_probed() is None             # done: redraw, timer ends
+    assert panels.device_line()[0] == "GPU: Some GPU (CuPy 13.6.0)"
+    addon.unregister()
+    try:
+        assert not bpy.app.timers.is_registered(panels.redraw_when_probed)
+    finally:
+        addon.register()
+
+
 # --------------------------------------------------------------------------- conventions
 
 def test_vector_pass_meaning_and_positions(shift_scene, tmp_path):

@@ -374,3 +374,35 @@ def test_real_cupy13_nvrtc_compiles_white_from_the_folder(real_install):
     assert out["cubin"] == "7f454c46" and out["cubin_size"] > 1000      # an ELF cubin
     assert out["libs"] and all(p.startswith(folder) for p in out["libs"])
     assert out["device"] is True or "driver" in out["device"].lower()
+
+
+def test_panel_probe_runs_in_the_background(monkeypatch):
+    """``device_info(wait=False)`` (the panel's draw) returns None at once and probes in
+    one background thread, however often it is drawn meanwhile; then the info."""
+    import threading
+    import types
+
+    import cupy_core.device as core_device
+
+    release = threading.Event()
+    calls = []
+    status = types.SimpleNamespace(ok=True, name="Some GPU", cupy_version="13.6.0",
+                                   reason=None, advice=None)
+
+    def gpu_status(refresh=False, wait=True):
+        if not wait:
+            return status if calls and not G.probing() else None
+        calls.append(threading.current_thread().name)
+        release.wait(10)               # a slow probe: CuPy's import, a compile
+        return status
+
+    monkeypatch.setattr(core_device, "gpu_status", gpu_status)
+    assert G.device_info(wait=False) is None and G.probing()
+    assert G.device_info(wait=False) is None            # drawn again: no second probe
+    release.set()
+    import time
+    deadline = time.monotonic() + 10
+    while G.probing() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert not G.probing() and len(calls) == 1 and calls[0] != threading.current_thread().name
+    assert G.device_info(wait=False) == {"cupy": "13.6.0", "gpu": "Some GPU", "error": None}
