@@ -140,11 +140,7 @@ class CUPYNOISE_PT_bake(bpy.types.Panel):
 classes = (CUPYNOISE_PT_bake,)
 
 
-_register, _unregister = bpy.utils.register_classes_factory(classes)
-
-
-def register():
-    _register()
+register, _unregister = bpy.utils.register_classes_factory(classes)
 
 
 def unregister():

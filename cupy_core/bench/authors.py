@@ -19,8 +19,9 @@ Timing: their ``ParticleWarper.run()`` (one Taichi kernel launch, synchronised b
 flatters them slightly; ours: one ``cupy_core.warp`` call, input checks and geometry
 included. The contenders run interleaved, frame by frame, the order turning by one
 each round (theirs, our particle, our grid; then our particle, our grid, theirs; ...),
-after two warm-up rounds (Taichi compiles its kernel in the first); medians of ``--frames`` frames, wall and process CPU time, and the load
-average before and after each size.
+after two warm-up rounds (Taichi compiles its kernel in the first); medians of
+``--frames`` frames, wall and process CPU time, and the load average before and after
+each size.
 """
 import argparse
 import json

@@ -67,14 +67,13 @@ def frame_word(frame):
     return int(frame) & 0xFFFFFFFF
 
 
-# Elements per task of the thread pool (and per block of the bridge's draws).
+# Elements per block: per task of the thread pool, and per pass of Philox's rounds and
+# of the normal transform. Smaller passes keep the temporaries in the first caches and
+# run faster on one thread, but every NumPy call releases and retakes the GIL, and with
+# two threads those hand-overs cost more than the cache saves: passes of 8192 took 1.6x
+# the time of 32768 for a 1024 x 1024 x 4 particle frame on 2 cores (65536 and 131072:
+# no better than 32768).
 BLOCK = 1 << 15
-# Elements per pass of Philox's rounds and of the normal transform. Smaller passes keep
-# the temporaries in the first caches and run faster on one thread, but every NumPy
-# call releases and retakes the GIL, and with two threads those hand-overs cost more
-# than the cache saves: passes of 8192 took 1.6x the time of 32768 for a 1024 x 1024 x
-# 4 particle frame on 2 cores (65536 and 131072: no better than 32768).
-PASS = 1 << 15
 
 
 def philox4x32_10(c0, c1, c2, c3, k0, k1):
@@ -95,10 +94,10 @@ def philox4x32_10(c0, c1, c2, c3, k0, k1):
     c = [v.reshape(-1) for v in c]
     n = c[0].size
     out = [np.empty(n, np.uint32) for _ in range(4)]
-    m = min(n, PASS)
+    m = min(n, BLOCK)
     x0, x1, x2, x3, p0, p1 = (np.empty(m, np.uint64) for _ in range(6))
-    for lo in range(0, n, PASS):
-        hi = min(n, lo + PASS)
+    for lo in range(0, n, BLOCK):
+        hi = min(n, lo + BLOCK)
         b = hi - lo
         a0, a1, a2, a3, q0, q1 = x0[:b], x1[:b], x2[:b], x3[:b], p0[:b], p1[:b]
         r0, r1 = k0, k1
@@ -215,10 +214,10 @@ def max_abs_normal():
 def normals_into(out, c0, c1, stream, fw, k0, k1):
     """Fill ``out`` (float32 ``(4 groups, N)``) with the normals of draws ``(c0, c1)``
     (uint64 ``(N,)``) for ``frame_word`` ``fw`` and key ``(k0, k1)``, a pass of
-    ``PASS`` draws at a time (the work of one task; ``normals_cm`` shares them out)."""
+    ``BLOCK`` draws at a time (the work of one task; ``normals_cm`` shares them out)."""
     groups = out.shape[0] // 4
-    for lo in range(0, c0.size, PASS):
-        hi = min(c0.size, lo + PASS)
+    for lo in range(0, c0.size, BLOCK):
+        hi = min(c0.size, lo + BLOCK)
         for g in range(groups):
             r0, r1, r2, r3 = philox4x32_10(c0[lo:hi], c1[lo:hi], (int(stream) << 24) | g,
                                            fw, k0, k1)
